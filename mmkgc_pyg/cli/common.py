@@ -1,0 +1,118 @@
+"""Shared command-line plumbing: error reporting, datasets and devices."""
+import argparse
+import atexit
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+from mmkgc_pyg.errors import UserInputError
+
+
+def user_errors_exit_2(main: Callable) -> Callable:
+    """Runs ``main``; a user mistake prints one line and exits with status 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Optional[List[str]] = None):
+        try:
+            return main(argv)
+        except UserInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(UserInputError.exit_code)
+
+    return wrapped
+
+
+def name_path_pairs(values: Optional[List[str]], flag: str) -> Dict[str, str]:
+    """Parses repeated ``NAME=PATH`` flag values."""
+    pairs = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise UserInputError(f"{flag} {value!r}: expected MODALITY=PATH")
+        pairs[name] = path
+    return pairs
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser,
+                          default: str = "the embedded synthetic graph"):
+    parser.add_argument("--dataset", metavar="DIR",
+                        help=f"OpenKE benchmark folder (default: {default})")
+    parser.add_argument("--feature", action="append", metavar="MODALITY=PATH",
+                        help="a modality feature file [N, d] (.pt/.pth/.npy); repeatable; "
+                             "files named <DATASET>-<modality>.pth in the folder are found "
+                             "automatically")
+    parser.add_argument("--mask", action="append", metavar="MODALITY=PATH",
+                        help="entities missing a modality: a bool tensor [N] or a text "
+                             "file of entity ids; repeatable")
+
+
+def load_dataset(args: argparse.Namespace):
+    """The dataset named by the flags (the synthetic graph when ``--dataset`` is absent)."""
+    from mmkgc_pyg.data import load_openke, make_synthetic_kg
+
+    features = name_path_pairs(args.feature, "--feature")
+    masks = name_path_pairs(args.mask, "--mask")
+    if args.dataset is None:
+        if features or masks:
+            raise UserInputError("--feature/--mask: expected --dataset DIR as well")
+        return make_synthetic_kg()
+    return load_openke(args.dataset, features=features, mask_files=masks)
+
+
+def dataset_for(args, model):
+    """The graph the model was trained on: ``--dataset``, else the saved folder."""
+    if args.dataset is None and model.dataset.get("name") != "synthetic":
+        args.dataset = model.dataset.get("path")
+        if args.dataset is None or not Path(args.dataset).is_dir():
+            raise UserInputError(f"{args.checkpoint}: its dataset folder {args.dataset!r} "
+                                 "is not available; expected --dataset DIR")
+    dataset = load_dataset(args)
+    if (dataset.num_entities, dataset.num_relations) != (model.num_nodes,
+                                                         model.num_relations):
+        raise UserInputError(
+            f"{args.dataset or 'synthetic'}: expected {model.num_nodes} entities and "
+            f"{model.num_relations} relations as in {args.checkpoint}, got "
+            f"{dataset.num_entities} and {dataset.num_relations}")
+    return dataset
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def init_distributed(device_flag: str) -> Tuple[torch.device, int]:
+    """Joins the process group when launched by ``torchrun`` with several processes:
+    NCCL and one GPU per process on CUDA, gloo on CPUs. Returns the device and rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return resolve_device(device_flag), 0
+    device = resolve_device(device_flag)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    atexit.register(dist.destroy_process_group)
+    return device, dist.get_rank()
+
+
+def fraction(value: str) -> float:
+    """argparse type for a rate in [0, 1]."""
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return rate

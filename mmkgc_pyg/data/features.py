@@ -1,0 +1,117 @@
+r"""Modality feature files: one row of raw features per entity id.
+
+A feature file is a ``.pth``/``.pt`` (a tensor or numpy array saved with
+:func:`torch.save`, read with ``weights_only=True``) or a ``.npy`` array of shape
+``[N, d_m]`` and floating dtype, row :math:`i` belonging to entity :math:`i`.
+Benchmark folders name them ``<NAME>-<modality>.<ext>`` (e.g. ``DB15K-textual.pth``).
+
+Missing modalities. A row is *missing* when it is all zeros, entirely NaN, or marked
+missing by a mask file; missing rows get mask ``False`` and are zeroed. A row that is
+not missing must be finite: a row mixing NaN with numbers, or holding an infinity, is
+an error rather than a guess.
+"""
+import re
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmkgc_pyg.errors import UserInputError
+
+FEATURE_SUFFIXES = (".pth", ".pt", ".npy")
+
+
+def load_tensor_file(path) -> Tensor:
+    r"""Read a tensor from a ``.pth``/``.pt`` file (a tensor or numpy array) or a
+    ``.npy`` file, on the CPU, without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: expected an existing tensor file, got no such file")
+    try:
+        if path.suffix == ".npy":
+            obj = np.load(path, allow_pickle=False)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every reader failure is the file's fault
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserInputError(f"{path}: expected a tensor readable by "
+                             f"{'numpy.load' if path.suffix == '.npy' else 'torch.load'}, "
+                             f"got {type(e).__name__}: {reason}") from None
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise UserInputError(f"{path}: expected a numeric array, got dtype {obj.dtype}")
+        obj = torch.from_numpy(obj)
+    if not isinstance(obj, Tensor):
+        raise UserInputError(f"{path}: expected a tensor or numpy array, got "
+                             f"{type(obj).__name__}")
+    return obj
+
+
+def load_features(path, num_entities: int) -> Tensor:
+    r"""Read a feature table ``[num_entities, d_m]`` of floating dtype as float32."""
+    x = load_tensor_file(path)
+    if x.dim() != 2 or x.size(1) == 0:
+        raise UserInputError(f"{path}: expected a 2-D feature tensor [num_entities, d] "
+                             f"with d >= 1, got shape {list(x.shape)}")
+    if x.size(0) != num_entities:
+        raise UserInputError(f"{path}: expected {num_entities} rows (one per entity), "
+                             f"got {x.size(0)}")
+    if not x.is_floating_point():
+        raise UserInputError(f"{path}: expected a floating-point feature tensor, got {x.dtype}")
+    return x.to(torch.float32)
+
+
+def presence_from_tensor(t: Tensor, path, num_entities: int) -> Tensor:
+    r"""A presence mask ``[N]`` bool from a tensor of bools or 0/1 values
+    (``True``/1 = present)."""
+    if t.shape != (num_entities,):
+        raise UserInputError(f"{path}: expected a mask of shape [{num_entities}], "
+                             f"got {list(t.shape)}")
+    if t.dtype != torch.bool and not bool(((t == 0) | (t == 1)).all()):
+        raise UserInputError(f"{path}: expected a bool or 0/1 mask, got other values")
+    return t != 0
+
+
+def clean_features(x: Tensor, path, present: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    r"""Find the missing rows of ``x`` and zero them.
+
+    Args:
+        x (torch.Tensor): features ``[N, d]``.
+        path: the file ``x`` came from (for error messages).
+        present (torch.Tensor, optional): bool ``[N]`` from a mask file; ``False`` marks
+            a row missing whatever it holds.
+
+    Returns:
+        ``(features, mask)``: ``x`` with missing rows zeroed, and ``mask`` ``[N]``
+        bool, ``True`` where present.
+    """
+    mask = ~((x == 0).all(dim=1) | torch.isnan(x).all(dim=1))
+    if present is not None:
+        mask &= present
+    bad = mask & ~torch.isfinite(x).all(dim=1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise UserInputError(f"{path}: expected finite values or an all-NaN/all-zero row "
+                             f"for a missing entity, got NaN/inf mixed with numbers in row "
+                             f"{row} ({int(bad.sum())} such rows)")
+    return torch.where(mask.unsqueeze(1), x, torch.zeros((), dtype=x.dtype)), mask
+
+
+def discover_feature_files(folder, name: str) -> Dict[str, Path]:
+    r"""The feature files ``<name>-<modality>.{pth,pt,npy}`` in ``folder``, as a dict
+    modality -> path sorted by modality (``<modality>`` is letters, digits, ``_``)."""
+    pattern = re.compile(re.escape(name) + r"-(\w+)(" +
+                         "|".join(re.escape(s) for s in FEATURE_SUFFIXES) + r")$")
+    found: Dict[str, Path] = {}
+    for path in sorted(Path(folder).iterdir()):
+        match = pattern.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        modality = match.group(1)
+        if modality in found:
+            raise UserInputError(f"{path}: expected one feature file for modality "
+                                 f"{modality!r}, got also {found[modality].name}")
+        found[modality] = path
+    return dict(sorted(found.items()))

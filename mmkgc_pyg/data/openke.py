@@ -1,0 +1,228 @@
+r"""Read a benchmark folder in the OpenKE text format (the format of the AdaMF-MAT
+reference code).
+
+Files in the folder:
+
+* ``entity2id.txt``, ``relation2id.txt``: the count on line 1, then ``name id`` per
+  line. The id is the last field; the name is everything before the last run of
+  spaces/tabs (so names may contain spaces). Ids must be ``0 .. count-1``, each once.
+* ``train2id.txt``, ``valid2id.txt``, ``test2id.txt``: the count on line 1, then
+  ``head tail relation`` per line (note the order; the library reorders to
+  ``(head, relation, tail)``). A count of 0 is allowed.
+* optional ``1-1.txt``, ``1-n.txt``, ``n-1.txt``, ``n-n.txt``: the test triples by
+  relation category, same format. Without them the categories are derived with
+  :func:`~mmkgc_pyg.data.kg.relation_categories`.
+* optional feature files ``<NAME>-<modality>.{pth,pt,npy}`` (see
+  :mod:`mmkgc_pyg.data.features`), ``NAME`` being the dataset name (by default the
+  folder's name).
+
+Mask files (argument ``mask_files``) mark entities whose modality is missing, in
+either of two forms: a tensor file (``.pth``/``.pt``/``.npy``) holding a bool or 0/1
+*presence* mask ``[N]`` (``True``/1 = present, as in :attr:`KGDataset.masks`), or a
+text file listing the ids of the entities *missing* the modality, one per line (no
+count line; blank lines are ignored).
+
+Trailing blank lines are ignored and ``\r\n`` line ends are accepted. Anything else
+that does not match raises :class:`~mmkgc_pyg.errors.UserInputError` naming the file
+and line.
+"""
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmkgc_pyg.data.features import (FEATURE_SUFFIXES, clean_features,
+                                     discover_feature_files, load_features,
+                                     load_tensor_file, presence_from_tensor)
+from mmkgc_pyg.data.kg import CATEGORIES, KGDataset, relation_categories, split_by_category
+from mmkgc_pyg.errors import UserInputError
+
+TRIPLE_FILES = ("train2id.txt", "valid2id.txt", "test2id.txt")
+NAME_FILES = ("entity2id.txt", "relation2id.txt")
+CATEGORY_FILES = tuple(f"{c}.txt" for c in CATEGORIES)
+# Ids past this many digits overflow int64 and are out of range anyway.
+_MAX_DIGITS = 18
+
+
+def _show(line) -> str:
+    # One-line, bounded rendering of a file line for error messages.
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    text = repr(line)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def read_lines(path) -> List[bytes]:
+    r"""The lines of a file as bytes, without ``\r\n``/``\n`` and trailing blank lines."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: expected an existing file, got no such file") from None
+    except OSError as e:
+        raise UserInputError(f"{path}: expected a readable file, got {e.strerror}") from None
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in raw.split(b"\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _split_count(path, lines: List[bytes]) -> List[bytes]:
+    # Check the count on line 1 against the number of lines that follow.
+    if not lines:
+        raise UserInputError(f"{path}:1: expected the number of lines, got an empty file")
+    count = lines[0].strip()
+    if not count.isdigit():
+        raise UserInputError(f"{path}:1: expected the number of lines as a non-negative "
+                             f"integer, got {_show(lines[0])}")
+    count, body = int(count), lines[1:]
+    if len(body) != count:
+        lineno = min(len(body), count) + 2
+        raise UserInputError(f"{path}:{lineno}: expected {count} lines after the count "
+                             f"on line 1, got {len(body)}")
+    return body
+
+
+def parse_int_rows(path, lines: Sequence[bytes], num_fields: int, first_lineno: int,
+                   what: str) -> np.ndarray:
+    r"""Parse lines of ``num_fields`` non-negative integers into an int64 array
+    ``[len(lines), num_fields]``; ``first_lineno`` is the line number of ``lines[0]``."""
+    fields = [line.split() for line in lines]
+    for i, row in enumerate(fields):
+        if len(row) != num_fields:
+            raise UserInputError(f"{path}:{i + first_lineno}: expected {what}, got "
+                                 f"{len(row)} fields: {_show(lines[i])}")
+    flat = [x for row in fields for x in row]
+    # One C-level scan for the common valid case; find the line only on failure.
+    if not b"".join(flat).isdigit() or max(map(len, flat), default=0) > _MAX_DIGITS:
+        for i, row in enumerate(fields):
+            if not all(x.isdigit() and len(x) <= _MAX_DIGITS for x in row):
+                raise UserInputError(f"{path}:{i + first_lineno}: expected {what} as "
+                                     f"non-negative integers, got {_show(lines[i])}")
+    return np.array(flat, dtype=np.int64).reshape(len(lines), num_fields)
+
+
+def read_name_file(path) -> List[str]:
+    r"""Read ``entity2id.txt``/``relation2id.txt`` into names indexed by id."""
+    body = _split_count(path, read_lines(path))
+    names, ids = [], []
+    for i, raw in enumerate(body, start=2):
+        try:
+            line = raw.decode("utf-8").strip(" \t")
+        except UnicodeDecodeError:
+            raise UserInputError(f"{path}:{i}: expected UTF-8 text `name id`, got "
+                                 f"{_show(raw)}") from None
+        cut = max(line.rfind(" "), line.rfind("\t"))
+        name, id_ = line[:cut].rstrip(" \t"), line[cut + 1:]
+        if cut < 0 or not name or not (id_.isascii() and id_.isdigit()):
+            raise UserInputError(f"{path}:{i}: expected `name id`, got {_show(raw)}")
+        names.append(name)
+        ids.append(int(id_))
+    ordered: List[Optional[str]] = [None] * len(body)
+    for i, (name, id_) in enumerate(zip(names, ids), start=2):
+        if id_ >= len(body):
+            raise UserInputError(f"{path}:{i}: expected an id in [0, {len(body)}), got {id_}")
+        if ordered[id_] is not None:
+            raise UserInputError(f"{path}:{i}: expected each id once, got {id_} again")
+        ordered[id_] = name
+    return ordered
+
+
+def read_triple_file(path, num_entities: int, num_relations: int) -> Tensor:
+    r"""Read a ``head tail relation`` file into a LongTensor ``[E, 3]`` of
+    ``(head, relation, tail)``, checking the ids' ranges."""
+    body = _split_count(path, read_lines(path))
+    htr = parse_int_rows(path, body, 3, 2, "`head tail relation`")
+    bad = (htr[:, :2] >= num_entities).any(axis=1) | (htr[:, 2] >= num_relations)
+    if bad.any():
+        i = int(bad.argmax())
+        raise UserInputError(f"{path}:{i + 2}: expected entity ids in [0, {num_entities}) "
+                             f"and a relation id in [0, {num_relations}), got {_show(body[i])}")
+    return torch.from_numpy(htr[:, [0, 2, 1]].copy())
+
+
+def load_mask_file(path, num_entities: int) -> Tensor:
+    r"""A presence mask ``[N]`` bool from a mask file (both forms are described in the
+    module docstring)."""
+    path = Path(path)
+    if path.suffix in FEATURE_SUFFIXES:
+        return presence_from_tensor(load_tensor_file(path), path, num_entities)
+    lines = read_lines(path)
+    kept = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    present = torch.ones(num_entities, dtype=torch.bool)
+    for lineno, line in kept:  # few lines; per-line parsing gives exact line numbers
+        ids = parse_int_rows(path, [line], 1, lineno, "one entity id")
+        if ids[0, 0] >= num_entities:
+            raise UserInputError(f"{path}:{lineno}: expected an entity id in "
+                                 f"[0, {num_entities}), got {ids[0, 0]}")
+        present[int(ids[0, 0])] = False
+    return present
+
+
+def _read_categories(folder: Path, train: Tensor, valid: Tensor, test: Tensor,
+                     num_entities: int, num_relations: int) -> Dict[str, Tensor]:
+    # The category files when present, else the standard rule on all triples.
+    paths = [folder / f for f in CATEGORY_FILES]
+    exists = [p.is_file() for p in paths]
+    if not any(exists):
+        rel_categories = relation_categories(torch.cat([train, valid, test]), num_relations)
+        return split_by_category(test, rel_categories)
+    if not all(exists):
+        missing = paths[exists.index(False)]
+        raise UserInputError(f"{missing}: expected all four category files "
+                             f"({', '.join(CATEGORY_FILES)}) when any is present, got "
+                             f"this one missing")
+    return {c: read_triple_file(p, num_entities, num_relations)
+            for c, p in zip(CATEGORIES, paths)}
+
+
+def _read_modalities(features: Dict[str, Path], mask_files: Dict[str, Path],
+                     num_entities: int) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+    for modality, path in mask_files.items():
+        if modality not in features:
+            raise UserInputError(f"{path}: expected a mask for one of the modalities "
+                                 f"{sorted(features)}, got modality {modality!r}")
+    xs, masks = {}, {}
+    for modality in sorted(features):
+        path = features[modality]
+        present = (load_mask_file(mask_files[modality], num_entities)
+                   if modality in mask_files else None)
+        xs[modality], masks[modality] = clean_features(
+            load_features(path, num_entities), path, present)
+    return xs, masks
+
+
+def load_openke(folder, features: Optional[Dict[str, str]] = None,
+                mask_files: Optional[Dict[str, str]] = None,
+                name: Optional[str] = None) -> KGDataset:
+    r"""Load an OpenKE benchmark folder as a :class:`~mmkgc_pyg.data.KGDataset`.
+
+    Args:
+        folder: the benchmark folder (files in the module docstring).
+        features (Dict[str, str], optional): modality -> feature file; adds to and
+            overrides the files discovered in ``folder``.
+        mask_files (Dict[str, str], optional): modality -> mask file marking the
+            entities whose modality is missing.
+        name (str, optional): the dataset name, also the ``NAME`` of discovered
+            feature files; defaults to the folder's name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: expected a dataset folder, got no such directory")
+    name = name or folder.resolve().name
+    entity_names, relation_names = (read_name_file(folder / f) for f in NAME_FILES)
+    num_entities, num_relations = len(entity_names), len(relation_names)
+    train, valid, test = (read_triple_file(folder / f, num_entities, num_relations)
+                          for f in TRIPLE_FILES)
+    feature_paths = {**discover_feature_files(folder, name),
+                     **{m: Path(p) for m, p in (features or {}).items()}}
+    xs, masks = _read_modalities(feature_paths,
+                                 {m: Path(p) for m, p in (mask_files or {}).items()},
+                                 num_entities)
+    categories = _read_categories(folder, train, valid, test, num_entities, num_relations)
+    return KGDataset(name=name, num_entities=num_entities, num_relations=num_relations,
+                     train=train, valid=valid, test=test, entity_names=entity_names,
+                     relation_names=relation_names, features=xs, masks=masks,
+                     test_categories=categories)

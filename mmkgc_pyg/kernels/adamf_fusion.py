@@ -1,0 +1,274 @@
+r"""Fused AdaMF attention: one pass over the modality embeddings.
+
+For entity :math:`n` with modality embeddings :math:`e_{n,m} \in \mathbb{R}^D`
+(modality 0 is the structural embedding) and the shared attention vector :math:`w`:
+
+.. math::
+    u_{n,m} = w \cdot \tanh(e_{n,m}), \qquad
+    a_{n,m} = \frac{\mathbb{1}[\text{present}_{n,m}]\, e^{u_{n,m}}}
+                   {\sum_{j\,\text{present}} e^{u_{n,j}}}, \qquad
+    j_n = \sum_m a_{n,m}\, e_{n,m}.
+
+Absent modalities get weight exactly ``0.0``. Column 0 is always treated as present
+(whatever the mask says), so every softmax has at least one term and an entity without
+extra modalities falls back to its structural embedding (weight 1).
+
+Dtypes: everything is computed in float32. ``joint`` is returned in ``embs.dtype`` (it
+replaces an embedding downstream); ``weights`` are always float32 (they are the
+interpretable output and bf16 would round e.g. 1/3 visibly).
+
+The Triton path reads ``embs`` once in the forward and once in the backward and never
+materialises an ``[N, M, D]`` temporary: each program holds all M modality rows of a few
+entities in registers (a ``[BLOCK_N, M_PAD, BLOCK_D]`` tile), so the softmax over M needs
+no rescaling and the backward gets the exact fp32 ``sum_j a_j (g . e_j)`` without a saved,
+possibly bf16-rounded, joint. Registers grow with M, which is small here (3-4 modalities).
+:func:`adamf_fusion_reference` is the plain PyTorch version with identical semantics.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.kernels.dispatch import use_triton
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - Triton is absent on macOS/Windows
+    triton = None
+
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> None:
+    where = "adamf_fusion"
+    if embs.dim() != 3 or not embs.is_floating_point():
+        raise UserInputError(f"{where}(embs): expected a float tensor [N, M, D], "
+                             f"got {embs.dtype} of shape {tuple(embs.shape)}")
+    n, m, d = embs.shape
+    if m < 1:
+        raise UserInputError(f"{where}(embs): expected at least one modality, got M = 0")
+    if attn.shape != (d, ):
+        raise UserInputError(f"{where}(attn): expected shape ({d},), got {tuple(attn.shape)}")
+    if mask is not None and (mask.dtype != torch.bool or mask.shape != (n, m)):
+        raise UserInputError(f"{where}(mask): expected a bool tensor of shape ({n}, {m}), "
+                             f"got {mask.dtype} of shape {tuple(mask.shape)}")
+
+
+def adamf_fusion_reference(embs: Tensor, attn: Tensor,
+                           mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    r"""Plain PyTorch AdaMF fusion (autograd through ordinary ops).
+
+    Computes in ``promote(embs.dtype, float32)``: float32 for float32/bf16 inputs,
+    float64 for float64 inputs (so tests can use it as a float64 oracle). Returns
+    ``joint`` in ``embs.dtype`` and ``weights`` in the compute dtype.
+    """
+    _check(embs, attn, mask)
+    dtype = torch.promote_types(embs.dtype, torch.float32)
+    e = embs.to(dtype)
+    u = torch.tanh(e) @ attn.to(dtype)  # [N, M]
+    if mask is None:
+        weights = torch.softmax(u, dim=-1)
+    else:
+        present = mask.clone()
+        present[:, 0] = True  # the structural embedding is always there
+        weights = torch.softmax(u.masked_fill(~present, float("-inf")), dim=-1)
+        weights = weights.masked_fill(~present, 0.0)
+    joint = torch.bmm(weights.unsqueeze(1), e).squeeze(1)
+    return joint.to(embs.dtype), weights
+
+
+def adamf_fusion(embs: Tensor, attn: Tensor,
+                 mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    r"""AdaMF attention fusion of ``M`` modality embeddings per entity.
+
+    Args:
+        embs: ``[N, M, D]`` float32/bfloat16/float16, modality 0 = structural embedding.
+        attn: ``[D]`` shared attention vector.
+        mask: optional bool ``[N, M]``, ``True`` = present. Column 0 is always treated as
+            present.
+
+    Returns:
+        ``(joint [N, D] in embs.dtype, weights [N, M] float32)``; absent weights are
+        exactly 0. Differentiable in ``embs`` and ``attn`` (gradients may flow into both
+        outputs). Runs the Triton kernels when :func:`use_triton` says so, else
+        :func:`adamf_fusion_reference`.
+    """
+    _check(embs, attn, mask)
+    if embs.dtype not in _DTYPES:
+        raise UserInputError(f"adamf_fusion(embs): expected float32, bfloat16 or float16, "
+                             f"got {embs.dtype}")
+    tensors = (embs, attn) if mask is None else (embs, attn, mask)
+    if not use_triton(*tensors):
+        return adamf_fusion_reference(embs, attn, mask)
+    return _AdaMFFusion.apply(embs, attn, mask)
+
+
+class _AdaMFFusion(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, embs: Tensor, attn: Tensor, mask: Optional[Tensor]):
+        embs, attn = embs.contiguous(), attn.contiguous()
+        n, m, d = embs.shape
+        joint = embs.new_empty(n, d)
+        weights = embs.new_empty(n, m, dtype=torch.float32)
+        if n > 0:
+            block_n, block_d, warps = _blocks(m, d)
+            # uint8 has the bytes of torch.bool and loads in every Triton version.
+            mask_u8 = weights if mask is None else mask.contiguous().view(torch.uint8)
+            _fwd_kernel[(triton.cdiv(n, block_n), )](
+                embs, attn, mask_u8, joint, weights, n, d, M=m, M_PAD=_m_pad(m),
+                HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d,
+                num_warps=warps)
+        ctx.save_for_backward(embs, attn, weights)
+        ctx.set_materialize_grads(False)  # an unused output costs no zero tensor
+        return joint, weights
+
+    @staticmethod
+    def backward(ctx, grad_joint: Optional[Tensor], grad_weights: Optional[Tensor]):
+        embs, attn, weights = ctx.saved_tensors
+        n, m, d = embs.shape
+        if n == 0 or (grad_joint is None and grad_weights is None):
+            return torch.zeros_like(embs), torch.zeros_like(attn), None
+        block_n, block_d, warps = _blocks(m, d)
+        num_blocks = triton.cdiv(n, block_n)
+        programs = min(num_blocks, _max_programs(embs.device))
+        grad_embs = torch.empty_like(embs)
+        partials = embs.new_empty(programs, d, dtype=torch.float32)
+        # A missing upstream gradient is never read (HAS_G / HAS_GW): any pointer will do.
+        g = weights if grad_joint is None else grad_joint.contiguous()
+        gw = weights if grad_weights is None else grad_weights.contiguous()
+        _bwd_kernel[(programs, )](
+            embs, attn, weights, g, gw, grad_embs, partials, n, d, num_blocks, M=m,
+            M_PAD=_m_pad(m), HAS_G=grad_joint is not None, HAS_GW=grad_weights is not None,
+            BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
+        grad_attn = torch.empty(d, device=attn.device, dtype=torch.float32)
+        _sum_rows_kernel[(triton.cdiv(d, _SUM_BLOCK_D), )](
+            partials, grad_attn, programs, d, BLOCK_P=_SUM_BLOCK_P, BLOCK_D=_SUM_BLOCK_D)
+        return grad_embs, grad_attn.to(attn.dtype), None
+
+
+_SUM_BLOCK_P, _SUM_BLOCK_D = 32, 128
+_TILE = 4096  # floats per [BLOCK_N, M_PAD, BLOCK_D] tile: ~32 registers a thread at 4 warps
+
+
+def _m_pad(m: int) -> int:
+    return triton.next_power_of_2(m)
+
+
+def _blocks(m: int, d: int) -> Tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_D, num_warps): whole rows of all M modalities in registers."""
+    block_d = max(16, triton.next_power_of_2(d))
+    row = _m_pad(m) * block_d
+    block_n = max(1, min(16, _TILE // row))
+    return block_n, block_d, max(4, min(16, 4 * row // _TILE))
+
+
+def _max_programs(device: torch.device) -> int:
+    """Backward grid bound: a few waves of programs, each reducing its own attn partial."""
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 4  # the interpreter: few programs keep the grid-stride loop exercised
+
+
+if triton is not None:
+
+    @triton.jit
+    def _tanh(x):
+        # tanh(|x|) = (1 - e) / (1 + e) with e = exp(-2|x|) <= 1: no overflow for any x,
+        # and older Triton releases have no tl.tanh.
+        e = tl.exp(-2.0 * tl.abs(x))
+        t = (1.0 - e) / (1.0 + e)
+        return tl.where(x < 0, -t, t)
+
+    @triton.jit
+    def _tile(row_block, N, D, M: tl.constexpr, M_PAD: tl.constexpr,
+              BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        """Offsets and bounds of one block of rows: e as [BLOCK_N, M_PAD, BLOCK_D],
+        weights as [BLOCK_N, M_PAD], joint as [BLOCK_N, BLOCK_D]."""
+        rows = row_block * BLOCK_N + tl.arange(0, BLOCK_N)
+        mods = tl.arange(0, M_PAD)
+        cols = tl.arange(0, BLOCK_D)
+        rows64 = rows.to(tl.int64)  # N * M * D may exceed 2**31
+        row_ok = rows < N
+        w_off = rows64[:, None] * M + mods[None, :]
+        w_ok = row_ok[:, None] & (mods < M)[None, :]
+        j_off = rows64[:, None] * D + cols[None, :]
+        j_ok = row_ok[:, None] & (cols < D)[None, :]
+        e_off = w_off[:, :, None] * D + cols[None, None, :]
+        e_ok = w_ok[:, :, None] & (cols < D)[None, None, :]
+        return e_off, e_ok, w_off, w_ok, j_off, j_ok
+
+    @triton.jit
+    def _fwd_kernel(E, A, MASK, J, W, N, D, M: tl.constexpr, M_PAD: tl.constexpr,
+                    HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        # Fused-softmax style: BLOCK_N entities with all their M modality rows in
+        # registers, so e is read once and only joint and weights are written.
+        e_off, e_ok, w_off, w_ok, j_off, j_ok = _tile(tl.program_id(0), N, D, M, M_PAD,
+                                                      BLOCK_N, BLOCK_D)
+        cols = tl.arange(0, BLOCK_D)
+        a = tl.load(A + cols, mask=cols < D, other=0.0).to(tl.float32)
+        e = tl.load(E + e_off, mask=e_ok, other=0.0).to(tl.float32)
+        u = tl.sum(_tanh(e) * a[None, None, :], axis=2)
+
+        # Column 0 is always present: every softmax (padding rows too) has a finite term.
+        first = (tl.arange(0, M_PAD) == 0)[None, :]
+        if HAS_MASK:
+            present = first | (tl.load(MASK + w_off, mask=w_ok, other=0) != 0)
+        else:
+            present = first | w_ok
+        u = tl.where(present, u, float("-inf"))  # exp(-inf) = 0: absent weights exactly 0
+        p = tl.exp(u - tl.max(u, axis=1)[:, None])
+        w = p / tl.sum(p, axis=1)[:, None]
+
+        joint = tl.sum(w[:, :, None] * e, axis=1)
+        tl.store(J + j_off, joint.to(J.dtype.element_ty), mask=j_ok)
+        tl.store(W + w_off, w, mask=w_ok)
+
+    @triton.jit
+    def _bwd_kernel(E, A, W, G, GW, DE, PARTIALS, N, D, NUM_BLOCKS, M: tl.constexpr,
+                    M_PAD: tl.constexpr, HAS_G: tl.constexpr, HAS_GW: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        # With g = dL/djoint, gw = dL/dweights and t = tanh(e), per entity:
+        #   dw_m = g . e_m + gw_m,   s = sum_j w_j dw_j,   du_m = w_m (dw_m - s)
+        #   de_m = w_m g + du_m attn (1 - t_m^2),   dattn = sum_{n,m} du_m t_m
+        # All M rows of a block are in registers, so s is exact in fp32 without a saved
+        # (possibly bf16-rounded) joint. Absent modalities have w = 0, hence de = 0.
+        # Each program walks a strided set of row blocks and writes its own dattn
+        # partial (no atomics: deterministic); _sum_rows_kernel adds the partials.
+        cols = tl.arange(0, BLOCK_D)
+        a = tl.load(A + cols, mask=cols < D, other=0.0).to(tl.float32)
+        dattn = tl.zeros([BLOCK_D], tl.float32)
+        for blk in range(tl.program_id(0), NUM_BLOCKS, tl.num_programs(0)):
+            e_off, e_ok, w_off, w_ok, j_off, j_ok = _tile(blk, N, D, M, M_PAD, BLOCK_N,
+                                                          BLOCK_D)
+            e = tl.load(E + e_off, mask=e_ok, other=0.0).to(tl.float32)
+            w = tl.load(W + w_off, mask=w_ok, other=0.0)
+            dw = tl.zeros([BLOCK_N, M_PAD], tl.float32)
+            if HAS_G:
+                g = tl.load(G + j_off, mask=j_ok, other=0.0).to(tl.float32)
+                dw += tl.sum(g[:, None, :] * e, axis=2)
+            if HAS_GW:
+                dw += tl.load(GW + w_off, mask=w_ok, other=0.0).to(tl.float32)
+            du = w * (dw - tl.sum(w * dw, axis=1)[:, None])
+            t = _tanh(e)
+            de = du[:, :, None] * a[None, None, :] * (1.0 - t * t)
+            if HAS_G:
+                de += w[:, :, None] * g[:, None, :]
+            tl.store(DE + e_off, de.to(DE.dtype.element_ty), mask=e_ok)
+            dattn += tl.sum(tl.sum(du[:, :, None] * t, axis=1), axis=0)
+        tl.store(PARTIALS + tl.program_id(0).to(tl.int64) * D + cols, dattn, mask=cols < D)
+
+    @triton.jit
+    def _sum_rows_kernel(X, OUT, P, D, BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
+        # OUT[d] = sum_p X[p, d], in a fixed order (deterministic).
+        cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+        col_ok = cols < D
+        acc = tl.zeros([BLOCK_D], tl.float32)
+        for start in range(0, P, BLOCK_P):
+            rows = start + tl.arange(0, BLOCK_P)
+            ok = (rows < P)[:, None] & col_ok[None, :]
+            acc += tl.sum(tl.load(X + rows[:, None] * D + cols[None, :], mask=ok, other=0.0),
+                          axis=0)
+        tl.store(OUT + cols, acc, mask=col_ok)

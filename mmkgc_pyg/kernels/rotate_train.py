@@ -1,0 +1,159 @@
+r"""RotatE scores of each query against its own candidate entities, for training.
+
+.. math::
+    s_{b,c} = \gamma - \sum_{i=1}^{k} |q_{b,i} - e_{\mathrm{index}[b,c],i}|
+
+with complex vectors stored as real ``[..., 2k]`` tensors (real half, then imaginary half).
+With :math:`z = q - e`, :math:`\partial |z| / \partial \mathrm{Re}\, z = \mathrm{Re}\, z / |z|`
+(likewise for the imaginary part), taken as 0 where :math:`z = 0`, so
+
+.. math::
+    \frac{\partial s_{b,c}}{\partial q_b} = -\frac{z_{b,c}}{|z_{b,c}|}, \qquad
+    \frac{\partial s_{b,c}}{\partial e_{\mathrm{index}[b,c]}} = +\frac{z_{b,c}}{|z_{b,c}|}.
+
+The Triton forward gathers the candidate rows inside the kernel (no ``[B, C, 2k]`` copy);
+the backward sums the query gradient per program and scatters the entity gradient with
+fp32 atomics.
+"""
+import torch
+
+from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.kernels.dispatch import HAS_TRITON, interpreter_enabled, use_triton
+from mmkgc_pyg.kernels.rotate import check_complex_embeddings, complex_distance
+
+# Triton decides between compiling and interpreting when the kernels are decorated (import).
+# Blocks of BLOCK_C candidates x BLOCK_K complex dims; small in the interpreter so tests cover
+# several blocks of both.
+_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if interpreter_enabled() else
+           {"BLOCK_C": 16, "BLOCK_K": 64, "num_warps": 4})
+
+
+def _check_index(query: torch.Tensor, index: torch.Tensor) -> None:
+    if (index.dim() != 2 or index.size(0) != query.size(0) or index.dtype.is_floating_point
+            or index.dtype == torch.bool):
+        raise UserInputError(
+            f"rotate_gather_scores: expected an integer index [{query.size(0)}, C], "
+            f"got {index.dtype} {tuple(index.shape)}")
+
+
+def rotate_gather_scores_reference(query: torch.Tensor, entities: torch.Tensor,
+                                   index: torch.Tensor, margin: float) -> torch.Tensor:
+    """Reference for :func:`rotate_gather_scores`: gather, then PyTorch autograd."""
+    check_complex_embeddings(query, entities)
+    _check_index(query, index)
+    return margin - complex_distance(query[:, None], entities[index])
+
+
+def rotate_gather_scores(query: torch.Tensor, entities: torch.Tensor, index: torch.Tensor,
+                         margin: float) -> torch.Tensor:
+    r"""RotatE scores of query ``b`` against entities ``index[b, :]``, differentiable in
+    ``query`` and ``entities``.
+
+    Args:
+        query: ``[B, 2k]`` complex queries (e.g. :math:`h \circ r`).
+        entities: ``[N, 2k]`` complex entity embeddings.
+        index: ``[B, C]`` candidate entities per query (repeats allowed).
+        margin: :math:`\gamma`.
+
+    Returns:
+        ``[B, C]`` float32 scores (float64 for float64 inputs on the reference path).
+    """
+    check_complex_embeddings(query, entities)
+    _check_index(query, index)
+    if not use_triton(query, entities, index):
+        return rotate_gather_scores_reference(query, entities, index, margin)
+    return _RotateGatherScores.apply(query, entities, index, float(margin))
+
+
+class _RotateGatherScores(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, query, entities, index, margin):
+        query, entities, index = query.contiguous(), entities.contiguous(), index.contiguous()
+        (B, C), K = index.shape, query.size(1) // 2
+        out = torch.empty(B, C, dtype=torch.float32, device=query.device)
+        if out.numel():
+            grid = (B, triton.cdiv(C, _BLOCKS["BLOCK_C"]))
+            _gather_forward_kernel[grid](query, entities, index, out, margin, C, K, **_BLOCKS)
+        ctx.save_for_backward(query, entities, index)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        query, entities, index = ctx.saved_tensors
+        (B, C), K = index.shape, query.size(1) // 2
+        grad_query = torch.zeros(query.shape, dtype=torch.float32, device=query.device)
+        grad_entities = torch.zeros(entities.shape, dtype=torch.float32, device=query.device)
+        if grad_out.numel():
+            grid = (B, triton.cdiv(K, _BLOCKS["BLOCK_K"]))
+            _gather_backward_kernel[grid](query, entities, index, grad_out.float().contiguous(),
+                                          grad_query, grad_entities, C, K, **_BLOCKS)
+        return grad_query.to(query.dtype), grad_entities.to(entities.dtype), None, None
+
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c, mask_k, K):
+        """Real and imaginary parts of ``q_b - e_rows`` on a [BLOCK_C, BLOCK_K] block of
+        candidates x complex dims, in fp32."""
+        q_re_ptrs = query_ptr + b.to(tl.int64) * 2 * K + offs_k
+        e_re_ptrs = entities_ptr + rows.to(tl.int64)[:, None] * 2 * K + offs_k[None, :]
+        mask = mask_c[:, None] & mask_k[None, :]
+        q_re = tl.load(q_re_ptrs, mask=mask_k, other=0.0).to(tl.float32)
+        q_im = tl.load(q_re_ptrs + K, mask=mask_k, other=0.0).to(tl.float32)
+        e_re = tl.load(e_re_ptrs, mask=mask, other=0.0).to(tl.float32)
+        e_im = tl.load(e_re_ptrs + K, mask=mask, other=0.0).to(tl.float32)
+        return q_re[None, :] - e_re, q_im[None, :] - e_im
+
+    @triton.jit
+    def _gather_forward_kernel(query_ptr, entities_ptr, index_ptr, out_ptr, margin, C, K,
+                               BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+        """Program (b, j): scores of query b against candidates j*BLOCK_C ... (j+1)*BLOCK_C-1."""
+        b = tl.program_id(0)
+        offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask_c = offs_c < C
+        rows = tl.load(index_ptr + b.to(tl.int64) * C + offs_c, mask=mask_c, other=0)
+        dist = tl.zeros([BLOCK_C, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            z_re, z_im = _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c,
+                                     offs_k < K, K)
+            dist += tl.sqrt(z_re * z_re + z_im * z_im)
+        tl.store(out_ptr + b.to(tl.int64) * C + offs_c, margin - tl.sum(dist, axis=1),
+                 mask=mask_c)
+
+    @triton.jit
+    def _gather_backward_kernel(query_ptr, entities_ptr, index_ptr, grad_out_ptr,
+                                grad_query_ptr, grad_entities_ptr, C, K, BLOCK_C: tl.constexpr,
+                                BLOCK_K: tl.constexpr):
+        """Program (b, j): complex dims j*BLOCK_K ... of query b's gradient (summed over its
+        candidates here) and of its candidates' gradients (scattered with atomics)."""
+        b = tl.program_id(0)
+        offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < K
+        grad_q_re = tl.zeros([BLOCK_K], dtype=tl.float32)
+        grad_q_im = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            offs_c = c0 + tl.arange(0, BLOCK_C)
+            mask_c = offs_c < C
+            rows = tl.load(index_ptr + b.to(tl.int64) * C + offs_c, mask=mask_c, other=0)
+            grad = tl.load(grad_out_ptr + b.to(tl.int64) * C + offs_c, mask=mask_c, other=0.0)
+            z_re, z_im = _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c, mask_k, K)
+            modulus = tl.sqrt(z_re * z_re + z_im * z_im)
+            nonzero = modulus > 0
+            # grad * z / |z| is the entity's gradient (d s / d e = +z / |z|); 0 where z = 0.
+            scale = tl.where(nonzero, grad[:, None] / tl.where(nonzero, modulus, 1.0), 0.0)
+            g_re = scale * z_re
+            g_im = scale * z_im
+            e_ptrs = grad_entities_ptr + rows.to(tl.int64)[:, None] * 2 * K + offs_k[None, :]
+            mask = mask_c[:, None] & mask_k[None, :]
+            tl.atomic_add(e_ptrs, g_re, mask=mask, sem="relaxed")
+            tl.atomic_add(e_ptrs + K, g_im, mask=mask, sem="relaxed")
+            grad_q_re -= tl.sum(g_re, axis=0)
+            grad_q_im -= tl.sum(g_im, axis=0)
+        q_ptrs = grad_query_ptr + b.to(tl.int64) * 2 * K + offs_k
+        tl.store(q_ptrs, grad_q_re, mask=mask_k)
+        tl.store(q_ptrs + K, grad_q_im, mask=mask_k)

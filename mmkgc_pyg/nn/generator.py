@@ -1,0 +1,36 @@
+"""MAT's modality generator: fake projected modality embeddings from structure."""
+import torch
+from torch import Tensor
+
+
+class ModalityGenerator(torch.nn.Module):
+    r"""Generates a fake projected embedding of one modality for entity :math:`e`:
+
+    .. math::
+        G_m(\mathbf{s}_e) = \mathbf{W}_2\,\mathrm{LeakyReLU}\big(
+            \mathbf{W}_1 [\mathbf{z}; \mathbf{s}_e] + \mathbf{b}_1\big) + \mathbf{b}_2,
+        \qquad \mathbf{z} \sim \mathcal{N}(0, \mathbf{I}_{d_z})
+
+    Args:
+        hidden_channels (int): size :math:`D` of structural and projected embeddings.
+        noise_channels (int): size :math:`d_z` of the noise (64 in the paper).
+        generator_channels (int): hidden size of the MLP (512 in the paper).
+    """
+
+    def __init__(self, hidden_channels: int, noise_channels: int = 64,
+                 generator_channels: int = 512):
+        super().__init__()
+        self.noise_channels = noise_channels
+        self.lin1 = torch.nn.Linear(noise_channels + hidden_channels, generator_channels)
+        self.lin2 = torch.nn.Linear(generator_channels, hidden_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin1.reset_parameters()
+        self.lin2.reset_parameters()
+
+    def forward(self, x_struct: Tensor, generator: torch.Generator = None) -> Tensor:
+        noise = torch.randn(x_struct.size(0), self.noise_channels, generator=generator,
+                            device=x_struct.device, dtype=x_struct.dtype)
+        hidden = torch.nn.functional.leaky_relu(self.lin1(torch.cat([noise, x_struct], -1)))
+        return self.lin2(hidden)

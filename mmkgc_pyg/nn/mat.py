@@ -1,0 +1,54 @@
+"""MAT: modality adversarial training (Zhang et al., LREC-COLING 2024)."""
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from mmkgc_pyg.nn.generator import ModalityGenerator
+
+
+class MAT(torch.nn.Module):
+    r"""The generators of modality adversarial training: one
+    :class:`~mmkgc_pyg.nn.ModalityGenerator` per extra modality of a model. The
+    adversarial joint embedding of entity :math:`e` fuses its structural embedding with
+    generated modalities, all present:
+
+    .. math::
+        \tilde{\mathbf{j}}_e = \mathrm{AdaMF}\big(\mathbf{s}_e,
+            G_{m_1}(\mathbf{s}_e), \ldots, G_{m_M}(\mathbf{s}_e)\big)
+
+    The generators are not part of the trained model: they exist only during training
+    (see :class:`~mmkgc_pyg.training.Trainer`), with their own optimiser.
+
+    Args:
+        modalities (List[str]): the model's extra modalities, in its order.
+        hidden_channels (int): size :math:`D` of the model's embeddings.
+        noise_channels (int): noise size (64 in the paper).
+        generator_channels (int): hidden size of each generator (512 in the paper).
+    """
+
+    def __init__(self, modalities: List[str], hidden_channels: int,
+                 noise_channels: int = 64, generator_channels: int = 512):
+        super().__init__()
+        self.generators = torch.nn.ModuleDict({
+            name: ModalityGenerator(hidden_channels, noise_channels, generator_channels)
+            for name in modalities
+        })
+
+    def reset_parameters(self):
+        for generator in self.generators.values():
+            generator.reset_parameters()
+
+    def forward(self, model, index: Tensor, train_generators: bool = False,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        """Adversarial joint embeddings ``[n, D]`` of ``model``'s entities ``index``.
+
+        With ``train_generators`` the gradient can reach the generators only (the
+        structural embedding is detached); otherwise it reaches the model only."""
+        struct = model.node_emb(index)
+        if train_generators:
+            struct = struct.detach()
+        with torch.set_grad_enabled(train_generators and torch.is_grad_enabled()):
+            fakes = [g(struct.detach(), generator) for g in self.generators.values()]
+        joint, _ = model.adamf.fuse(torch.stack([struct, *fakes], dim=1))
+        return joint

@@ -1,0 +1,347 @@
+"""Mini-batched training of AdaMF-MAT with filtered negatives, MAT and early stopping."""
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from mmkgc_pyg.checkpoint import save_checkpoint
+from mmkgc_pyg.evaluation.filtering import FilterIndex
+from mmkgc_pyg.evaluation.link_prediction import evaluate_link_prediction
+from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
+from mmkgc_pyg.nn.model import MMKGCModel
+from mmkgc_pyg.training.config import TrainConfig
+from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
+from mmkgc_pyg.nn.mat import MAT
+from mmkgc_pyg.training.sampler import NegativeSampler
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class _Loss(torch.nn.Module):
+    """A loss computation as a module owning the parameters it updates, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap each of the two
+    alternating updates (model, generators) with its own parameters."""
+
+    def __init__(self, compute: Callable[[Tensor], Tensor], owner: torch.nn.Module):
+        super().__init__()
+        self.owner = owner
+        self.compute = compute
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return self.compute(batch)
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Builds no graph through ``module``'s parameters (so no gradient reaches them)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Trainer:
+    r"""Trains an :class:`~mmkgc_pyg.nn.MMKGCModel` as AdaMF-MAT.
+
+    Each step (i) fuses every entity once (with 1024 x 129 candidates per step on a graph
+    of ~10^4 entities every entity is touched anyway, so projecting all of them costs no
+    more than projecting the touched ones and needs no data-dependent shapes), (ii)
+    scores each positive against its K filtered negatives on the corrupted side and takes
+    the self-adversarial sigmoid loss, plus :math:`\mu` times MAT's loss on the three
+    adversarial triples (fake head, fake tail, both), then (iii) updates the MAT
+    generators with their own Adam so that their fakes score like positives.
+
+    No host synchronisation happens inside an epoch: losses are accumulated on the
+    device and read once per epoch. Validation runs every ``eval_every`` epochs; the
+    best model by valid MRR is kept (and written to ``out_dir/model.pt``); training stops
+    after ``patience`` evaluations without improvement.
+
+    Args:
+        model: the model to train.
+        dataset (KGDataset): the graph (train/valid/test triples, names).
+        config (TrainConfig): hyperparameters.
+        out_dir (str or Path, optional): where checkpoints and logs go.
+        progress (bool): show a progress bar.
+        dataset_info (dict, optional): saved with the model, e.g. the dataset's folder
+            (``path``) so that evaluation can find it again.
+    """
+
+    def __init__(self, model: MMKGCModel, dataset, config: TrainConfig,
+                 out_dir: Optional[Path] = None, progress: bool = True,
+                 dataset_info: Optional[Dict] = None):
+        self.model = model
+        self.dataset = dataset
+        self.dataset_info = {"name": dataset.name, **(dataset_info or {})}
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.device = model.node_emb.weight.device
+        self.train_triples = dataset.train.to(self.device)
+        self.sampler = NegativeSampler(dataset.train, dataset.num_entities,
+                                       dataset.num_relations, config.negatives,
+                                       mode=config.sampling, device=self.device)
+        self.filter_index = FilterIndex(dataset.known_triples(),
+                                        dataset.num_relations).to(self.device)
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) \
+            if dist.is_available() and dist.is_initialized() else (0, 1)
+        # Every rank shuffles alike (the same global batches) but draws its own
+        # negatives and noise.
+        self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.rng = torch.Generator(device=self.device).manual_seed(
+            config.seed + 1 + self.rank)
+        # MAT needs modalities to imitate; its generators train beside the model.
+        self.mat = (MAT(model.modalities, model.hidden_channels).to(self.device)
+                    if config.mat and model.adamf is not None else None)
+        self.model_optimizer = torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        self.generator_optimizer = (torch.optim.Adam(self.mat.parameters(), lr=config.lr_g)
+                                    if self.mat is not None else None)
+        self.model_loss = self._distributed(_Loss(self._model_loss, model))
+        self.generator_loss = (self._distributed(_Loss(self._generator_loss, self.mat))
+                               if self.mat is not None else None)
+        self.epoch = 0
+        self.best_mrr = -math.inf
+        self.best_epoch = 0
+        self.evals_without_improvement = 0
+        self.best_state: Optional[Dict[str, Tensor]] = None
+
+    def _distributed(self, loss: torch.nn.Module) -> torch.nn.Module:
+        """With several processes, DDP averages the update's gradients over the ranks."""
+        if self.world_size == 1:
+            return loss
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(loss, device_ids=ids, broadcast_buffers=False)
+
+    # ---------------------------------------------------------------- one step
+    def _candidate_scores(self, batch: Tensor):
+        """Scores ``[B, 1 + K]`` of each positive (column 0) and its negatives, and the
+        fused embeddings of all entities."""
+        scorer = self.model.scorer
+        head, rel, tail = batch.unbind(1)
+        candidates, corrupt_head = self.sampler(batch, generator=self.rng)
+        joint, _ = self.model.entity_embeddings()
+        query = torch.where(corrupt_head[:, None], scorer.head_query(rel, joint[tail]),
+                            scorer.tail_query(joint[head], rel))
+        return scorer.score_candidates(query, joint, candidates), joint
+
+    def _fake_scores(self, batch: Tensor, real_head: Tensor, real_tail: Tensor,
+                     train_generators: bool):
+        """Scores of MAT's three adversarial triples: fake head, fake tail, both."""
+        head, rel, tail = batch.unbind(1)
+        fake_head = self.mat(self.model, head, train_generators, self.rng)
+        fake_tail = self.mat(self.model, tail, train_generators, self.rng)
+        scorer = self.model.scorer
+        return [scorer(fake_head, rel, real_tail), scorer(real_head, rel, fake_tail),
+                scorer(fake_head, rel, fake_tail)]
+
+    def _mat_loss(self, real: Tensor, fakes, fakes_are_positive: bool) -> Tensor:
+        """Sum over the three fakes of L(f+, f_fake), or L(f_fake, f+) for generators."""
+        alpha = self.config.adv_temperature
+        if fakes_are_positive:
+            return sum(self_adversarial_sigmoid_loss(f, real[:, None], alpha) for f in fakes)
+        return sum(self_adversarial_sigmoid_loss(real, f[:, None], alpha) for f in fakes)
+
+    def _model_loss(self, batch: Tensor) -> Tensor:
+        """The model update's loss: positives against their negatives, plus mu times
+        MAT's loss on the adversarial triples."""
+        scores, joint = self._candidate_scores(batch)
+        positive = scores[:, 0]
+        loss = self_adversarial_sigmoid_loss(positive, scores[:, 1:],
+                                             self.config.adv_temperature)
+        if self.mat is not None and self.config.mu > 0:
+            head, _, tail = batch.unbind(1)
+            fakes = self._fake_scores(batch, joint[head], joint[tail], False)
+            loss = loss + self.config.mu * self._mat_loss(positive, fakes, False)
+        return loss
+
+    def _generator_loss(self, batch: Tensor) -> Tensor:
+        """The generators' loss: their fakes should score like the real positives
+        (re-scored with the model just updated). The model is frozen meanwhile."""
+        head, rel, tail = batch.unbind(1)
+        with torch.no_grad():
+            joint, _ = self.model.entity_embeddings(torch.cat([head, tail]))
+            real_head, real_tail = joint.split(head.numel())
+            positive = self.model.scorer(real_head, rel, real_tail)
+        with frozen(self.model):
+            fakes = self._fake_scores(batch, real_head, real_tail, True)
+        return self._mat_loss(positive, fakes, True)
+
+    def step(self, batch: Tensor):
+        """One model update and, with MAT, one generator update. Returns both losses as
+        0-d tensors (no host synchronisation)."""
+        loss = self._update(self.model_loss, self.model_optimizer, batch)
+        if self.mat is None:
+            return loss, loss.new_zeros(())
+        return loss, self._update(self.generator_loss, self.generator_optimizer, batch)
+
+    def _update(self, loss_fn, optimizer, batch: Tensor) -> Tensor:
+        # Optional bf16 autocast: the projections of wide feature tables dominate.
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
+            loss = loss_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    # ---------------------------------------------------------------- epochs
+    def train_epoch(self) -> Dict:
+        """One pass over the shuffled training triples."""
+        self.model.train()
+        start = time.perf_counter()
+        order = torch.randperm(self.train_triples.size(0), device=self.device,
+                               generator=self.shuffle_rng)
+        # Each rank takes its share of every global batch.
+        batches = [b.tensor_split(self.world_size)[self.rank]
+                   for b in order.split(self.config.batch_size)]
+        loss_sum = torch.zeros((), device=self.device)
+        generator_loss_sum = torch.zeros((), device=self.device)
+        first_bad_step = torch.full((), -1, device=self.device)
+        for step, index in enumerate(batches):
+            loss, generator_loss = self.step(self.train_triples[index])
+            loss_sum += loss
+            generator_loss_sum += generator_loss
+            # Remember the first non-finite step without synchronising.
+            bad = ~torch.isfinite(loss + generator_loss) & (first_bad_step < 0)
+            first_bad_step = torch.where(bad, step, first_bad_step)
+        self.epoch += 1
+        if self.world_size > 1:  # one synchronisation per epoch: average the logs
+            sums = torch.stack([loss_sum, generator_loss_sum]) / self.world_size
+            dist.all_reduce(sums)
+            loss_sum, generator_loss_sum = sums.unbind()
+            dist.all_reduce(first_bad_step, op=dist.ReduceOp.MAX)
+        if first_bad_step.item() >= 0:
+            raise TrainingDiverged(
+                f"non-finite loss at epoch {self.epoch}, step {first_bad_step.item() + 1} "
+                f"of {len(batches)}; last good checkpoint left unchanged "
+                "(try a lower --lr or --lr-g)")
+        seconds = time.perf_counter() - start
+        return {"epoch": self.epoch, "loss": loss_sum.item() / len(batches),
+                "generator_loss": generator_loss_sum.item() / len(batches),
+                "seconds": seconds, "steps_per_s": len(batches) / seconds}
+
+    def evaluate(self, split: str, categories=None, fusion_mask=None) -> Dict:
+        triples = getattr(self.dataset, split)
+        return evaluate_link_prediction(self.model, triples, self.filter_index,
+                                        self.config.eval_batch_size, categories,
+                                        fusion_mask, progress=self.progress)
+
+    def fit(self, on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
+        """Trains until ``epochs`` or early stopping; leaves the best weights loaded.
+
+        Returns the last epoch's record; ``on_epoch`` sees every record."""
+        cfg = self.config
+        record: Dict = {}
+        bar = tqdm(total=cfg.epochs, initial=self.epoch,
+                   disable=not self.progress or self.rank != 0,
+                   desc="training", unit="epoch")
+        while self.epoch < cfg.epochs and self.evals_without_improvement < cfg.patience:
+            record = self.train_epoch()
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                if self.rank == 0:
+                    record["valid"] = self.evaluate("valid")
+                    self._track_best(record["valid"]["mrr"])
+                self._share_early_stopping()
+            if self.rank == 0:
+                if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
+                    self.save_training_state()
+                self._log(record)
+            if on_epoch is not None:
+                on_epoch(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}",
+                            valid_mrr=f"{self.best_mrr:.4f}" if self.best_state else "-")
+        bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return record
+
+    def _share_early_stopping(self):
+        """Rank 0 evaluates; the others follow its early-stopping counter."""
+        if self.world_size > 1:
+            counter = torch.tensor([self.evals_without_improvement], device=self.device)
+            dist.broadcast(counter, src=0)
+            self.evals_without_improvement = int(counter.item())
+
+    def _track_best(self, mrr: float):
+        if mrr > self.best_mrr:
+            self.best_mrr, self.best_epoch = mrr, self.epoch
+            self.evals_without_improvement = 0
+            self.best_state = {k: v.detach().to("cpu", copy=True)
+                               for k, v in self.model.state_dict().items()}
+            if self.out_dir is not None:
+                self.save_model(self.out_dir / "model.pt")
+        else:
+            self.evals_without_improvement += 1
+
+    def _log(self, record: Dict):
+        if self.out_dir is not None:
+            with open(self.out_dir / "history.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ---------------------------------------------------------------- persistence
+    def save_model(self, path: Path):
+        save_checkpoint(self.model, path, self.dataset_info)
+
+    def state_dict(self) -> Dict:
+        """Everything needed to continue training exactly where it stopped."""
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "mat": self.mat.state_dict() if self.mat is not None else None,
+            "model_optimizer": self.model_optimizer.state_dict(),
+            "generator_optimizer": (self.generator_optimizer.state_dict()
+                                    if self.generator_optimizer else None),
+            "rng": self.rng.get_state(),
+            "shuffle_rng": self.shuffle_rng.get_state(),
+            "best_mrr": self.best_mrr,
+            "best_epoch": self.best_epoch,
+            "evals_without_improvement": self.evals_without_improvement,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: Dict):
+        self.epoch = state["epoch"]
+        self.model.load_state_dict(state["model"])
+        if self.mat is not None:
+            self.mat.load_state_dict(state["mat"])
+        self.model_optimizer.load_state_dict(state["model_optimizer"])
+        if self.generator_optimizer is not None:
+            self.generator_optimizer.load_state_dict(state["generator_optimizer"])
+        self.rng.set_state(state["rng"].cpu())
+        self.shuffle_rng.set_state(state["shuffle_rng"].cpu())
+        self.best_mrr = state["best_mrr"]
+        self.best_epoch = state["best_epoch"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        self.best_state = state["best_state"]
+
+    def save_training_state(self):
+        """Atomically writes ``out_dir/checkpoint.pt`` (see :meth:`state_dict`)."""
+        atomic_torch_save(self.state_dict(), self.out_dir / "checkpoint.pt")
+
+    def resume(self, run_dir: Path):
+        """Continues from ``run_dir/checkpoint.pt``; the epochs logged after it (by a run
+        that was killed) are dropped from ``history.jsonl`` since they will be redone."""
+        run_dir = Path(run_dir)
+        state = torch.load(run_dir / "checkpoint.pt", map_location=self.device,
+                           weights_only=True)
+        self.load_state_dict(state)
+        history = run_dir / "history.jsonl"
+        if self.rank == 0 and history.exists():
+            kept = [line for line in history.read_text().splitlines()
+                    if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+            atomic_write_text(history, "".join(line + "\n" for line in kept))

@@ -1,0 +1,39 @@
+"""Trains a small AdaMF-MAT model in one process, or in each of several under torchrun;
+every rank saves its final parameters, rank 0 its test metrics. Used by
+test_training_distributed.py."""
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+from mmkgc_pyg.cli.train import build_model
+from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.training import TrainConfig, Trainer
+
+
+def main(out: str):
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    data = make_synthetic_kg(num_entities=500, num_relations=8, num_train=4000,
+                             num_valid=300, num_test=300)
+    config = TrainConfig(dim=16, margin=6.0, negatives=16, batch_size=256, lr=0.01,
+                         lr_g=1e-3, mu=0.1, epochs=12, eval_every=4, patience=5)
+    torch.manual_seed(config.seed)
+    trainer = Trainer(build_model(data, config), data, config, progress=False)
+    last = {}
+    trainer.fit(on_epoch=lambda _: last.update(
+        {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}))
+    torch.save(last, os.path.join(out, f"rank{rank}.pt"))
+    if rank == 0:
+        metrics = trainer.evaluate("test")
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump({"test": metrics, "world_size": trainer.world_size}, f)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,126 @@
+"""The command-line tools end to end: the default run, its outputs, evaluation from the
+checkpoint, and clear errors for bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmkgc_pyg import load_checkpoint
+from mmkgc_pyg.cli import evaluate as evaluate_cli
+from mmkgc_pyg.cli import train as train_cli
+
+METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
+
+
+@pytest.fixture(scope="module")
+def default_runs(tmp_path_factory):
+    """The default run (AdaMF-MAT on the synthetic graph) and its structure-only twin."""
+    root = tmp_path_factory.mktemp("runs")
+    full = train_cli.main(["--out", str(root / "adamf_mat"), "--quiet"])
+    structure = train_cli.main(["--out", str(root / "structure"), "--quiet",
+                                "--no-modalities"])
+    return root, full, structure
+
+
+def test_default_run_writes_its_outputs(default_runs):
+    root, full, _ = default_runs
+    out = root / "adamf_mat"
+    for name in ("model.pt", "config.json", "metrics.json", "metrics.md", "history.jsonl"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        for part in (metrics[split], metrics[split]["head"], metrics[split]["tail"]):
+            assert all(0 <= part[k] <= (1 if k != "mr" else 1e9) for k in METRICS)
+    assert metrics["test"]["rank_type"] == "realistic"
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "synthetic" and config["train"]["mat"] is True
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
+    model = load_checkpoint(out / "model.pt")
+    assert model.entity_names[0].startswith("e") and len(model.relation_names) == 16
+    assert model.modality_names == ["structure", "textual", "visual"]
+
+
+def test_modalities_and_mat_beat_structure_only(default_runs):
+    _, full, structure = default_runs
+    random_mrr = 0.01  # far above chance (about 0.003 with 2,500 entities)
+    assert structure["test"]["mrr"] > 5 * random_mrr
+    assert full["test"]["mrr"] >= 1.2 * structure["test"]["mrr"]
+
+
+def test_evaluate_reproduces_train_metrics(default_runs, tmp_path):
+    root, full, _ = default_runs
+    out = tmp_path / "eval.json"
+    results = evaluate_cli.main(["--checkpoint", str(root / "adamf_mat" / "model.pt"),
+                                 "--out", str(out), "--quiet"])
+    for split in ("valid", "test"):
+        for key in METRICS:
+            assert results[split][key] == pytest.approx(full[split][key], rel=1e-6)
+    assert json.loads(out.read_text())["test"]["mrr"] == pytest.approx(full["test"]["mrr"])
+    dropped = evaluate_cli.main(["--checkpoint", str(root / "adamf_mat" / "model.pt"),
+                                 "--out", str(out), "--quiet", "--drop-modality-rate", "0.8"])
+    assert dropped["test"]["drop_modality_rate"] == 0.8
+    assert dropped["test"]["mrr"] != pytest.approx(full["test"]["mrr"])
+
+
+def write_openke(folder, train_lines, entities=3, relations=1):
+    folder.mkdir()
+    (folder / "entity2id.txt").write_text(
+        f"{entities}\n" + "".join(f"e{i}\t{i}\n" for i in range(entities)))
+    (folder / "relation2id.txt").write_text(
+        f"{relations}\n" + "".join(f"r{i}\t{i}\n" for i in range(relations)))
+    (folder / "train2id.txt").write_text(f"{len(train_lines)}\n" + "\n".join(train_lines) + "\n")
+    for split in ("valid2id.txt", "test2id.txt"):
+        (folder / split).write_text("1\n0 1 0\n")
+    return folder
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("count", "train2id.txt"),
+    ("range", "train2id.txt:3"),
+    ("malformed", "train2id.txt:2"),
+    ("missing_dir", "no such directory"),
+    ("feature_rows", "visual"),
+    ("feature_nan", "visual"),
+    ("bad_flag", "--feature"),
+])
+def test_bad_input_gets_one_line_and_status_2(tmp_path, capsys, case, expected):
+    folder = tmp_path / "kg"
+    args = ["--dataset", str(folder), "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")]
+    if case == "count":
+        write_openke(folder, ["0 1 0"]).joinpath("train2id.txt").write_text("5\n0 1 0\n")
+    elif case == "range":
+        write_openke(folder, ["0 1 0", "0 7 0"])
+    elif case == "malformed":
+        write_openke(folder, ["0 1", "1 2 0"])
+    elif case == "missing_dir":
+        pass
+    elif case in ("feature_rows", "feature_nan"):
+        write_openke(folder, ["0 1 0", "1 2 0"])
+        x = torch.randn(3 if case == "feature_nan" else 5, 4)
+        x[1, 0] = float("nan")  # a partly-NaN row is corrupt, not "missing"
+        torch.save(x, tmp_path / "visual.pt")
+        args += ["--feature", f"visual={tmp_path / 'visual.pt'}"]
+    elif case == "bad_flag":
+        write_openke(folder, ["0 1 0", "1 2 0"])
+        args += ["--feature", "visual"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mmkgc_pyg.train", "--dataset", str(tmp_path / "absent")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(tmp_path / "absent") in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "mmkgc_pyg.evaluate", "--checkpoint", str(tmp_path / "x.pt")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from conftest import random_kg
+from mmkgc_pyg.evaluation import (FilterIndex, evaluate_link_prediction, filtered_ranks,
+                                  metrics_table, rank_metrics)
+from mmkgc_pyg.nn import MMKGCModel
+
+
+def test_filter_index_lists_every_known_answer():
+    torch.manual_seed(0)
+    known = torch.stack([torch.randint(6, (80,)), torch.randint(3, (80,)),
+                         torch.randint(6, (80,))], 1)
+    index = FilterIndex(known, num_relations=3)
+    entity, rel = torch.randint(6, (25,)), torch.randint(3, (25,))
+    triples = {tuple(t) for t in known.tolist()}
+    for side in ("tail", "head"):
+        ptr, idx = index.answers(entity, rel, side)
+        assert ptr[0] == 0 and ptr[-1] == idx.numel()
+        for b, (e, r) in enumerate(zip(entity.tolist(), rel.tolist())):
+            got = sorted(idx[ptr[b]:ptr[b + 1]].tolist())
+            if side == "tail":
+                expected = sorted({t for h, rr, t in triples if (h, rr) == (e, r)})
+            else:
+                expected = sorted({h for h, rr, t in triples if (t, rr) == (e, r)})
+            assert got == expected
+
+
+def brute_force_ranks(model, triples, known):
+    """Realistic filtered ranks from full score matrices and Python sets."""
+    known = {tuple(t) for t in known.tolist()}
+    head_ranks, tail_ranks = [], []
+    for h, r, t in triples.tolist():
+        tails = model.score_tails(torch.tensor([h]), torch.tensor([r]))[0].tolist()
+        heads = model.score_heads(torch.tensor([r]), torch.tensor([t]))[0].tolist()
+        for scores, true, ranks, is_known in (
+                (tails, t, tail_ranks, lambda e: (h, r, e) in known),
+                (heads, h, head_ranks, lambda e: (e, r, t) in known)):
+            others = [s for e, s in enumerate(scores) if e != true and not is_known(e)]
+            better = sum(s > scores[true] for s in others)
+            tied = sum(s == scores[true] for s in others)
+            ranks.append(1 + better + tied / 2)
+    return torch.tensor(head_ranks), torch.tensor(tail_ranks)
+
+
+@pytest.mark.parametrize("scorer", ["rotate", "transe", "distmult", "complex"])
+def test_filtered_realistic_ranks_equal_brute_force_with_ties(scorer):
+    torch.manual_seed(1)
+    data = random_kg(num_entities=25, seed=1)
+    model = MMKGCModel(25, 4, 8, data.features, data.masks, scorer=scorer, margin=6.0)
+    with torch.no_grad():  # duplicated entities create exact ties
+        model.node_emb.weight[5] = model.node_emb.weight[6]
+        model.node_emb.weight[7] = model.node_emb.weight[6]
+        for name in model.modalities:
+            model.features[name][[5, 7]] = model.features[name][6].clone()
+        model.fusion_mask[[5, 7]] = model.fusion_mask[6].clone()
+    test = torch.cat([data.test, torch.tensor([[6, 0, 5], [5, 1, 7]])])
+    known = torch.cat([data.known_triples(), test[-2:]])
+    index = FilterIndex(known, 4)
+    head, tail = filtered_ranks(model, test, index, batch_size=7)
+    expected_head, expected_tail = brute_force_ranks(model, test, known)
+    torch.testing.assert_close(head, expected_head.float())
+    torch.testing.assert_close(tail, expected_tail.float())
+    assert (head % 1 != 0).any() or (tail % 1 != 0).any()  # ties did occur
+
+
+def test_metrics_and_report():
+    ranks = torch.tensor([1.0, 2.0, 4.0, 10.5])
+    m = rank_metrics(ranks)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 4 + 1 / 10.5) / 4)
+    assert m["mr"] == pytest.approx(17.5 / 4)
+    assert (m["hits@1"], m["hits@3"], m["hits@10"]) == (0.25, 0.5, 0.75)
+    data = random_kg()
+    model = MMKGCModel(30, 4, 8, data.features, data.masks)
+    from mmkgc_pyg.data.kg import relation_categories, split_by_category
+    categories = split_by_category(data.test, relation_categories(data.known_triples(), 4))
+    metrics = evaluate_link_prediction(model, data.test, FilterIndex(data.known_triples(), 4),
+                                       categories=categories)
+    assert metrics["rank_type"] == "realistic"
+    assert metrics["count"] == 2 * len(data.test)
+    assert metrics["mrr"] == pytest.approx((metrics["head"]["mrr"] + metrics["tail"]["mrr"]) / 2)
+    assert sum(c["count"] for c in metrics["categories"].values()) == 2 * len(data.test)
+    table = metrics_table({"test": metrics})
+    assert "| test | both |" in table and "| test | head |" in table

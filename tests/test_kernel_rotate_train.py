@@ -1,0 +1,110 @@
+"""RotatE candidate scoring for training (mmkgc_pyg.kernels.rotate_train): forward and
+gradients against autograd through the float64 reference, in Triton's interpreter."""
+import pytest
+import torch
+
+from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.kernels.rotate_train import (rotate_gather_scores,
+                                            rotate_gather_scores_reference)
+
+
+@pytest.fixture
+def triton_kernels(monkeypatch):
+    monkeypatch.setenv("MMKGC_KERNELS", "triton")
+
+
+def _inputs(B, C, N, k, seed, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    query = torch.randn(B, 2 * k, generator=gen).to(dtype)
+    entities = torch.randn(N, 2 * k, generator=gen).to(dtype)
+    index = torch.randint(0, N, (B, C), generator=gen)
+    return query, entities, index
+
+
+def _forward_backward(fn, query, entities, index, grad_out):
+    query = query.detach().requires_grad_()
+    entities = entities.detach().requires_grad_()
+    scores = fn(query, entities, index, 12.0)
+    scores.backward(grad_out)
+    return scores, query.grad, entities.grad
+
+
+@pytest.mark.parametrize("B,C,N,k", [(1, 1, 1, 1), (5, 13, 7, 3), (13, 37, 70, 13),
+                                     (37, 5, 3, 9)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_forward_and_gradients_match_float64(triton_kernels, B, C, N, k, dtype):
+    # N < C for some cases: candidates repeat within a query and across queries, so the
+    # entity gradient accumulates several contributions per row.
+    query, entities, index = _inputs(B, C, N, k, seed=B + C + N + k, dtype=dtype)
+    grad_out = torch.randn(B, C, generator=torch.Generator().manual_seed(k))
+    scores, grad_query, grad_entities = _forward_backward(rotate_gather_scores, query, entities,
+                                                          index, grad_out)
+    expected = _forward_backward(rotate_gather_scores_reference, query.double(),
+                                 entities.double(), index, grad_out.double())
+    assert scores.dtype == torch.float32 and scores.shape == (B, C)
+    assert grad_query.dtype == dtype and grad_entities.dtype == dtype
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 5e-2}
+    torch.testing.assert_close(scores.double(), expected[0], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(grad_query.double(), expected[1], **tol)
+    torch.testing.assert_close(grad_entities.double(), expected[2], **tol)
+
+
+def test_repeated_candidate_accumulates(triton_kernels):
+    """The same entity three times in one query's row gets three times the gradient."""
+    query, entities, _ = _inputs(2, 3, 4, 5, seed=3)
+    index = torch.tensor([[2, 2, 2], [1, 3, 0]])
+    once = _forward_backward(rotate_gather_scores, query[:1], entities, index[:1, :1],
+                             torch.ones(1, 1))
+    thrice = _forward_backward(rotate_gather_scores, query, entities, index,
+                               torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(thrice[2][2], 3 * once[2][2])
+    torch.testing.assert_close(thrice[1][0], 3 * once[1][0])
+
+
+def test_zero_modulus_gives_finite_gradients(triton_kernels):
+    """Candidate equal to the query in some complex dims: |z| = 0 there, gradient 0."""
+    query, entities, index = _inputs(3, 4, 5, 6, seed=4)
+    entities[index[0, 0]] = query[0]  # every dim zero
+    entities[index[1, 1], [0, 6]] = query[1, [0, 6]]  # one complex dim zero
+    grad_out = torch.ones(3, 4)
+    scores, grad_query, grad_entities = _forward_backward(rotate_gather_scores, query, entities,
+                                                          index, grad_out)
+    expected = _forward_backward(rotate_gather_scores_reference, query.double(),
+                                 entities.double(), index, grad_out.double())
+    assert torch.isfinite(grad_query).all() and torch.isfinite(grad_entities).all()
+    assert scores[0, 0] == 12.0
+    torch.testing.assert_close(grad_query.double(), expected[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_entities.double(), expected[2], rtol=1e-5, atol=1e-5)
+
+
+def test_reference_gradcheck():
+    query, entities, index = _inputs(3, 4, 5, 2, seed=5, dtype=torch.float64)
+    torch.autograd.gradcheck(
+        lambda q, e: rotate_gather_scores_reference(q, e, index, 12.0),
+        (query.requires_grad_(), entities.requires_grad_()))
+
+
+def test_empty_candidates(triton_kernels):
+    query, entities, _ = _inputs(3, 0, 5, 2, seed=6)
+    scores, grad_query, grad_entities = _forward_backward(
+        rotate_gather_scores, query, entities, torch.zeros(3, 0, dtype=torch.long),
+        torch.zeros(3, 0))
+    assert scores.shape == (3, 0)
+    assert (grad_query == 0).all() and (grad_entities == 0).all()
+
+
+def test_torch_mode_runs_the_reference(monkeypatch):
+    monkeypatch.setenv("MMKGC_KERNELS", "torch")
+    query, entities, index = _inputs(4, 3, 5, 2, seed=7, dtype=torch.float64)
+    scores = rotate_gather_scores(query, entities, index, 12.0)
+    assert scores.dtype == torch.float64  # the kernel returns float32
+    torch.testing.assert_close(scores, rotate_gather_scores_reference(query, entities, index,
+                                                                      12.0), rtol=0, atol=0)
+
+
+def test_bad_index_raises_user_error():
+    query, entities, index = _inputs(4, 3, 5, 2, seed=8)
+    with pytest.raises(UserInputError, match="index"):
+        rotate_gather_scores(query, entities, index[:3], 12.0)
+    with pytest.raises(UserInputError, match="index"):
+        rotate_gather_scores(query, entities, index.float(), 12.0)

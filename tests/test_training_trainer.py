@@ -1,0 +1,139 @@
+import math
+
+import pytest
+import torch
+
+from conftest import random_kg
+from mmkgc_pyg.nn import MMKGCModel, self_adversarial_sigmoid_loss
+from mmkgc_pyg.training import TrainConfig, Trainer, TrainingDiverged
+
+
+def make_trainer(tmp_path=None, **overrides):
+    torch.manual_seed(0)
+    data = random_kg()
+    values = dict(dim=4, margin=6.0, negatives=5, batch_size=32, lr=1e-2, lr_g=1e-2,
+                  mu=0.5, epochs=4, eval_every=2, patience=3)
+    values.update(overrides)
+    config = TrainConfig(**values)
+    model = MMKGCModel(data.num_entities, data.num_relations, config.hidden_channels,
+                       {m: data.features[m] for m in data.modalities}, data.masks,
+                       margin=config.margin)
+    return Trainer(model, data, config, out_dir=tmp_path, progress=False)
+
+
+def snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def changed(before, params):
+    return [not torch.equal(b, p) for b, p in zip(before, params)]
+
+
+def test_mat_fake_scores_follow_the_method():
+    trainer = make_trainer()
+    model, batch = trainer.model, trainer.dataset.train[:8]
+    head, rel, tail = batch.unbind(1)
+    joint, _ = model.entity_embeddings()
+    state = trainer.rng.get_state()
+    fakes = trainer._fake_scores(batch, joint[head], joint[tail], False)
+    # A fake is AdaMF over the structure and every generated modality, all present.
+    trainer.rng.set_state(state)
+    fused = []
+    for index in (head, tail):
+        struct = model.node_emb(index)
+        generated = [g(struct, trainer.rng) for g in trainer.mat.generators.values()]
+        assert len(generated) == 2
+        fused.append(model.adamf.fuse(torch.stack([struct, *generated], 1))[0])
+    fake_head, fake_tail = fused
+    expected = [model.scorer(fake_head, rel, joint[tail]),
+                model.scorer(joint[head], rel, fake_tail),
+                model.scorer(fake_head, rel, fake_tail)]
+    for got, want in zip(fakes, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_model_step_loss_is_the_method_loss_plus_mu_mat():
+    trainer = make_trainer(mu=0.7)
+    batch = trainer.dataset.train[:16]
+    rng_state = trainer.rng.get_state()
+    scores, joint = trainer._candidate_scores(batch)
+    head, _, tail = batch.unbind(1)
+    fakes = trainer._fake_scores(batch, joint[head], joint[tail], False)
+    alpha = trainer.config.adv_temperature
+    expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], alpha) + 0.7 * sum(
+        self_adversarial_sigmoid_loss(scores[:, 0], f[:, None], alpha) for f in fakes)
+    trainer.rng.set_state(rng_state)
+    loss, generator_loss = trainer.step(batch)
+    torch.testing.assert_close(loss, expected.detach())
+    assert generator_loss > 0
+
+
+def test_each_update_changes_only_its_own_parameters():
+    trainer = make_trainer()
+    batch = trainer.dataset.train[:16]
+    model_params = list(trainer.model.parameters())
+    generator_params = list(trainer.mat.parameters())
+    before_model, before_gen = snapshot(model_params), snapshot(generator_params)
+    trainer.generator_optimizer.step = lambda: None  # isolate the model update
+    trainer.step(batch)
+    assert any(changed(before_model, model_params))
+    assert not any(changed(before_gen, generator_params))
+
+    trainer = make_trainer()
+    model_params = list(trainer.model.parameters())
+    generator_params = list(trainer.mat.parameters())
+    before_model, before_gen = snapshot(model_params), snapshot(generator_params)
+    trainer._update(trainer.generator_loss, trainer.generator_optimizer, batch)
+    assert not any(changed(before_model, model_params))
+    assert all(changed(before_gen, generator_params))
+
+
+def test_mu_zero_and_no_mat():
+    trainer = make_trainer(mu=0.0)
+    assert trainer.mat is not None  # generators still train, without touching the model
+    batch = trainer.dataset.train[:16]
+    state = trainer.rng.get_state()
+    scores, _ = trainer._candidate_scores(batch)
+    expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0)
+    trainer.rng.set_state(state)
+    loss, _ = trainer.step(batch)
+    torch.testing.assert_close(loss, expected.detach())
+    trainer = make_trainer(mat=False)
+    assert trainer.generator_optimizer is None and trainer.mat is None
+    _, generator_loss = trainer.step(batch)
+    assert generator_loss == 0
+
+
+def test_fit_learns_keeps_best_and_stops_early(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=12, eval_every=1, patience=2, lr=0.05)
+    records = []
+    trainer.fit(on_epoch=records.append)
+    losses = [r["loss"] for r in records]
+    assert losses[-1] < losses[0]
+    valid = [r["valid"]["mrr"] for r in records]
+    assert trainer.best_mrr == max(valid)
+    if len(records) < 12:  # stopped early: the last `patience` evaluations did not improve
+        assert max(valid[-2:]) <= trainer.best_mrr and trainer.best_epoch <= len(records) - 2
+    assert (tmp_path / "model.pt").exists()
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert len(lines) == len(records)
+    # The best weights are loaded at the end.
+    mrr = trainer.evaluate("valid")["mrr"]
+    assert mrr == pytest.approx(trainer.best_mrr)
+
+
+def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
+    trainer = make_trainer(tmp_path)
+    with torch.no_grad():
+        trainer.model.node_emb.weight[:] = math.nan
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step 1 of 4"):
+        trainer.train_epoch()
+
+
+def test_bf16_autocast_step_trains():
+    trainer = make_trainer(bf16=True)
+    before = trainer.model.node_emb.weight.detach().clone()
+    loss, generator_loss = trainer.step(trainer.dataset.train[:32])
+    assert torch.isfinite(loss) and torch.isfinite(generator_loss)
+    assert trainer.model.node_emb.weight.dtype == torch.float32
+    assert not torch.equal(before, trainer.model.node_emb.weight)
