@@ -31,7 +31,7 @@ def test_two_ranks_stay_identical_and_match_one_process(tmp_path):
         torch.testing.assert_close(rank0[name], rank1[name], rtol=1e-5, atol=1e-6,
                                    msg=lambda m: f"{name}: {m}")
     # Different negatives per rank, the same global batches and schedule.
-    assert parallel["test"]["mrr"] == pytest.approx(single["test"]["mrr"], rel=0.15)
+    assert parallel["test"]["mrr"] == pytest.approx(single["test"]["mrr"], rel=0.2)
     assert parallel["test"]["mrr"] > 0.05
 
 

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -127,7 +128,9 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path):
     with torch.no_grad():
         trainer.model.node_emb.weight[:] = math.nan
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step 1 of 4"):
-        trainer.train_epoch()
+        trainer.fit()
+    assert not (tmp_path / "model.pt").exists()  # nothing was saved from the bad epoch
+    assert not (tmp_path / "history.jsonl").exists()
 
 
 def test_bf16_autocast_step_trains():
@@ -137,3 +140,14 @@ def test_bf16_autocast_step_trains():
     assert torch.isfinite(loss) and torch.isfinite(generator_loss)
     assert trainer.model.node_emb.weight.dtype == torch.float32
     assert not torch.equal(before, trainer.model.node_emb.weight)
+
+
+def test_history_and_tensorboard_logs(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra")
+    trainer = make_trainer(tmp_path, epochs=2, eval_every=1, tensorboard=True)
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"loss", "generator_loss", "seconds", "steps_per_s", "valid"} <= set(records[0])
+    event_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert event_files and event_files[0].stat().st_size > 0

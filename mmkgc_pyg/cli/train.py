@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep the raw feature tables fixed (default: fine-tune them)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast in training (projections run in bfloat16)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard logs to DIR/tensorboard")
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities at "
                              "test time (the modality-missing setting)")
@@ -67,6 +69,7 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
     values["mat"] = not args.no_mat
     values["train_features"] = not args.freeze_features
     values["bf16"] = args.bf16
+    values["tensorboard"] = args.tensorboard
     config = TrainConfig.from_dict(values)
     for name in ("dim", "negatives", "batch_size", "epochs", "eval_every", "patience",
                  "eval_batch_size"):

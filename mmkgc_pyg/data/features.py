@@ -23,6 +23,14 @@ from mmkgc_pyg.errors import UserInputError
 FEATURE_SUFFIXES = (".pth", ".pt", ".npy")
 
 
+def _numpy_safe_globals() -> list:
+    # What torch.load(weights_only=True) must allow to rebuild a saved numpy array
+    # (plain numeric data; no code). numpy >= 2 moved ``core`` to ``_core``.
+    multiarray = getattr(np, "_core", None) or np.core
+    dtypes = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdg"]
+    return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, *dtypes]
+
+
 def load_tensor_file(path) -> Tensor:
     r"""Read a tensor from a ``.pth``/``.pt`` file (a tensor or numpy array) or a
     ``.npy`` file, on the CPU, without unpickling arbitrary objects."""
@@ -33,9 +41,10 @@ def load_tensor_file(path) -> Tensor:
         if path.suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every reader failure is the file's fault
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[0])[:200]
         raise UserInputError(f"{path}: expected a tensor readable by "
                              f"{'numpy.load' if path.suffix == '.npy' else 'torch.load'}, "
                              f"got {type(e).__name__}: {reason}") from None

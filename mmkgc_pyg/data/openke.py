@@ -226,3 +226,28 @@ def load_openke(folder, features: Optional[Dict[str, str]] = None,
                      train=train, valid=valid, test=test, entity_names=entity_names,
                      relation_names=relation_names, features=xs, masks=masks,
                      test_categories=categories)
+
+
+def write_openke(dataset: KGDataset, folder, features: bool = True) -> Path:
+    r"""Write ``dataset`` as an OpenKE folder that :func:`load_openke` reads back
+    exactly (and the reference code reads): names with tab-separated ids, triples as
+    ``head tail relation``, category files when known, and with ``features`` the
+    modality tables as ``<name>-<modality>.pth`` (missing rows are zeros)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, names in zip(NAME_FILES, (dataset.entity_names, dataset.relation_names)):
+        bad = [n for n in names if not n or n != n.strip(" \t") or "\n" in n or "\r" in n]
+        if bad:
+            raise ValueError(f"{filename}: names must be non-empty, without line breaks or "
+                             f"leading/trailing spaces/tabs, got {bad[0]!r}")
+        lines = [str(len(names))] + [f"{n}\t{i}" for i, n in enumerate(names)]
+        (folder / filename).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    splits = dict(zip(TRIPLE_FILES, (dataset.train, dataset.valid, dataset.test)))
+    splits.update({f"{c}.txt": dataset.test_categories[c] for c in CATEGORIES
+                   if dataset.test_categories})
+    for filename, triples in splits.items():
+        lines = [str(len(triples))] + [f"{h} {t} {r}" for h, r, t in triples.tolist()]
+        (folder / filename).write_text("\n".join(lines) + "\n")
+    for modality in dataset.modalities if features else ():
+        torch.save(dataset.features[modality], folder / f"{dataset.name}-{modality}.pth")
+    return folder

@@ -30,6 +30,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     checkpoint_every: int = 0
     bf16: bool = False
+    tensorboard: bool = False
 
     @property
     def hidden_channels(self) -> int:
@@ -53,7 +54,7 @@ PAPER_PRESETS: Dict[str, Dict] = {
 
 # Sized for the embedded synthetic graph: about a minute on a 2-core CPU.
 SYNTHETIC_PRESET: Dict = dict(dim=32, margin=6.0, negatives=32, batch_size=512, lr=5e-3,
-                              lr_g=1e-3, mu=0.1, epochs=40, eval_every=5, patience=3,
+                              lr_g=1e-3, mu=0.1, epochs=25, eval_every=5, patience=3,
                               eval_batch_size=512)
 
 

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.checkpoint import save_checkpoint
+from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.link_prediction import evaluate_link_prediction
 from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
@@ -25,6 +26,16 @@ from mmkgc_pyg.training.sampler import NegativeSampler
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+def tensorboard_writer(log_dir: Path):
+    """A TensorBoard writer; the package is optional (``pip install tensorboard``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserInputError("--tensorboard: expected the tensorboard package "
+                             "(pip install tensorboard)") from None
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 class _Loss(torch.nn.Module):
@@ -118,13 +129,15 @@ class Trainer:
         self.best_epoch = 0
         self.evals_without_improvement = 0
         self.best_state: Optional[Dict[str, Tensor]] = None
+        self.tensorboard = (tensorboard_writer(self.out_dir / "tensorboard")
+                            if config.tensorboard and self.out_dir is not None else None)
 
     def _distributed(self, loss: torch.nn.Module) -> torch.nn.Module:
         """With several processes, DDP averages the update's gradients over the ranks."""
         if self.world_size == 1:
             return loss
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(loss, device_ids=ids, broadcast_buffers=False)
+        return DistributedDataParallel(loss, device_ids=ids)
 
     # ---------------------------------------------------------------- one step
     def _candidate_scores(self, batch: Tensor):
@@ -288,9 +301,17 @@ class Trainer:
             self.evals_without_improvement += 1
 
     def _log(self, record: Dict):
-        if self.out_dir is not None:
-            with open(self.out_dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if self.out_dir is None:
+            return
+        with open(self.out_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key in ("loss", "generator_loss", "steps_per_s"):
+                self.tensorboard.add_scalar(f"train/{key}", record[key], record["epoch"])
+            for key, value in record.get("valid", {}).items():
+                if isinstance(value, float):
+                    self.tensorboard.add_scalar(f"valid/{key}", value, record["epoch"])
+            self.tensorboard.flush()
 
     # ---------------------------------------------------------------- persistence
     def save_model(self, path: Path):

@@ -1,0 +1,190 @@
+"""KGDataset (PyG view, modality dropping, relation categories) and the PyG
+InMemoryDataset benchmarks, offline."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import mmkgc_pyg.data.datasets as datasets_module
+from mmkgc_pyg.data import (DB15K, MKGW, CATEGORIES, KGDataset, load_openke,
+                            make_synthetic_kg, relation_categories, relation_tph_hpt,
+                            triples_from_data)
+from mmkgc_pyg.data.openke import write_openke
+
+SMALL = dict(num_entities=200, num_relations=6, num_clusters=10, domain_size=4,
+             num_train=1500, num_valid=100, num_test=100)
+
+
+@pytest.fixture(scope="module")
+def kg():
+    return make_synthetic_kg(**SMALL)
+
+
+def full_modalities(kg: KGDataset) -> KGDataset:
+    # Every entity has every modality (so dropped entities are easy to count).
+    masks = {m: torch.ones(kg.num_entities, dtype=torch.bool) for m in kg.modalities}
+    features = {m: torch.randn(kg.num_entities, x.size(1)) for m, x in kg.features.items()}
+    return KGDataset(**{**kg.__dict__, "features": features, "masks": masks})
+
+
+# --- KGDataset ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_to_data_round_trips(kg, split):
+    data = kg.to_data(split)
+    triples = getattr(kg, split)
+    assert data.num_nodes == kg.num_entities and data.num_relations == kg.num_relations
+    assert data.edge_index.shape == (2, len(triples)) and data.edge_type.dtype == torch.long
+    assert torch.equal(data.edge_index[0], triples[:, 0])
+    assert torch.equal(data.edge_index[1], triples[:, 2])
+    assert torch.equal(triples_from_data(data), triples)
+    assert data.modalities == ["textual", "visual"]
+    for m in data.modalities:
+        assert torch.equal(data[f"x_{m}"], kg.features[m])
+        assert torch.equal(data[f"mask_{m}"], kg.masks[m])
+    data.validate(raise_on_error=True)
+
+
+def test_to_data_rejects_unknown_split(kg):
+    with pytest.raises(ValueError, match="split='dev'"):
+        kg.to_data("dev")
+
+
+def test_known_triples_and_structure_only_copy(kg):
+    assert torch.equal(kg.known_triples(), torch.cat([kg.train, kg.valid, kg.test]))
+    bare = kg.without_modalities()
+    assert bare.modalities == [] and kg.modalities == ["textual", "visual"]
+    assert bare.to_data("train").modalities == []
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.55, 1.0])
+def test_drop_modalities_hides_exactly_a_fraction(kg, rate):
+    full = full_modalities(kg)
+    dropped = full.drop_modalities(rate, torch.Generator().manual_seed(0))
+    hidden = torch.stack([~dropped.masks[m] for m in dropped.modalities])
+    # All modalities of the same entities go together.
+    assert bool((hidden == hidden[0]).all())
+    assert int(hidden[0].sum()) == round(rate * kg.num_entities)
+    for m in dropped.modalities:
+        x = dropped.features[m]
+        assert bool((x[hidden[0]] == 0).all())
+        assert torch.equal(x[~hidden[0]], full.features[m][~hidden[0]])
+        assert bool(full.masks[m].all())  # the original is untouched
+    assert dropped.train is full.train
+
+
+def test_drop_modalities_is_seeded_and_keeps_missing_rows_missing(kg):
+    a = kg.drop_modalities(0.4, torch.Generator().manual_seed(1))
+    b = kg.drop_modalities(0.4, torch.Generator().manual_seed(1))
+    c = kg.drop_modalities(0.4, torch.Generator().manual_seed(2))
+    for m in kg.modalities:
+        assert torch.equal(a.masks[m], b.masks[m]) and torch.equal(a.features[m], b.features[m])
+        assert bool((a.masks[m] <= kg.masks[m]).all())
+    assert any(not torch.equal(a.masks[m], c.masks[m]) for m in kg.modalities)
+    with pytest.raises(ValueError, match="rate=1.5"):
+        kg.drop_modalities(1.5)
+
+
+def test_validation_of_hand_built_datasets(kg):
+    with pytest.raises(ValueError, match="train: expected a LongTensor"):
+        KGDataset(**{**kg.__dict__, "train": kg.train.float()})
+    with pytest.raises(ValueError, match="name different modalities"):
+        KGDataset(**{**kg.__dict__, "masks": {}})
+    with pytest.raises(ValueError, match=r"features\['visual'\]"):
+        KGDataset(**{**kg.__dict__, "features": {**kg.features,
+                                                 "visual": kg.features["visual"][:5]}})
+
+
+def test_relation_categories_by_hand():
+    # r0: 1-1; r1: one head, three tails (1-n); r2: three heads, one tail (n-1);
+    # r3: 2 x 2 complete (n-n); r4: no triples.
+    triples = torch.tensor([[0, 0, 1], [2, 0, 3],
+                            [0, 1, 1], [0, 1, 2], [0, 1, 3],
+                            [1, 2, 0], [2, 2, 0], [3, 2, 0],
+                            [0, 3, 2], [0, 3, 3], [1, 3, 2], [1, 3, 3]])
+    tph, hpt = relation_tph_hpt(triples, 5)
+    assert tph.tolist() == [1, 3, 1, 2, 0] and hpt.tolist() == [1, 1, 3, 2, 0]
+    cats = [CATEGORIES[i] for i in relation_categories(triples, 5)]
+    assert cats == ["1-1", "1-n", "n-1", "n-n", "1-1"]
+    # Duplicates count (as in OpenKE's n-n.py): r0 twice more makes tph 2.
+    dup = torch.cat([triples, torch.tensor([[0, 0, 1], [0, 0, 1]])])
+    assert relation_tph_hpt(dup, 5)[0][0] == pytest.approx(4 / 2)
+
+
+# --- PyG InMemoryDatasets, offline ---------------------------------------------------
+
+@pytest.fixture
+def db15k_root(datasets_dir, tmp_path):
+    raw = tmp_path / "DB15K" / "raw"
+    shutil.copytree(datasets_dir / "DB15K", raw)
+    return tmp_path / "DB15K"
+
+
+def test_db15k_splits(db15k_root):
+    sizes = {}
+    for split in ("train", "valid", "test"):
+        dataset = DB15K(str(db15k_root), split=split)
+        data = dataset[0]
+        assert len(dataset) == 1
+        sizes[split] = data.edge_index.size(1)
+        assert data.num_nodes == 12842 and data.num_relations == 279
+        assert data.modalities == ["textual"]
+        assert data.x_textual.shape == (12842, 384) and bool(data.mask_textual.all())
+    assert sizes == {"train": 79222, "valid": 9904, "test": 9902}
+    expected = load_openke(db15k_root / "raw", name="DB15K")
+    assert torch.equal(triples_from_data(DB15K(str(db15k_root), split="test")[0]),
+                       expected.test)
+
+
+def test_processed_files_are_reused(tmp_path, kg, monkeypatch):
+    write_openke(kg, tmp_path / "raw", features=False)
+    first = MKGW(str(tmp_path), split="valid")
+    assert torch.equal(triples_from_data(first[0]), kg.valid)
+    assert first[0].modalities == []
+
+    def fail(*args, **kwargs):
+        raise AssertionError("processed again")
+
+    monkeypatch.setattr(datasets_module, "load_openke", fail)
+    assert torch.equal(triples_from_data(MKGW(str(tmp_path), split="test")[0]), kg.test)
+
+
+def test_features_argument_and_pre_transform(tmp_path, kg):
+    write_openke(kg, tmp_path / "raw", features=False)
+    torch.save(kg.features["visual"], tmp_path / "v.pt")
+
+    def tag(data):
+        data.tagged = True
+        return data
+
+    dataset = MKGW(str(tmp_path), features={"visual": str(tmp_path / "v.pt")},
+                   pre_transform=tag)
+    data = dataset[0]
+    assert data.modalities == ["visual"] and data.tagged
+    assert torch.equal(data.mask_visual, kg.masks["visual"])
+
+
+def test_download_uses_the_reference_repository(tmp_path, kg, monkeypatch):
+    source = write_openke(kg, tmp_path / "source", features=False)
+    urls = []
+
+    def fake_fetch(url, folder):
+        # A local stand-in for the network: the URL's file name from ``source``.
+        urls.append(url)
+        target = Path(folder) / url.rsplit("/", 1)[1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / target.name, target)
+        return str(target)
+
+    monkeypatch.setattr(datasets_module, "fetch", fake_fetch)
+    dataset = DB15K(str(tmp_path / "root"), split="train")
+    assert torch.equal(triples_from_data(dataset[0]), kg.train)
+    base = "https://raw.githubusercontent.com/zjukg/AdaMF-MAT/main/benchmarks/DB15K/"
+    assert sorted(urls) == sorted(base + f for f in dataset.raw_file_names)
+    assert "train2id.txt" in dataset.raw_file_names and "n-n.txt" in dataset.raw_file_names
+
+
+def test_bad_split(tmp_path):
+    with pytest.raises(ValueError, match="split='all'"):
+        MKGW(str(tmp_path), split="all")
