@@ -126,3 +126,14 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
         [sys.executable, "-m", "mmkgc_pyg.evaluate", "--checkpoint", str(tmp_path / "x.pt")],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_evaluate_refuses_a_different_graph(default_runs, tmp_path, capsys):
+    root, _, _ = default_runs
+    payload = torch.load(root / "adamf_mat" / "model.pt", weights_only=True)
+    payload["dataset"]["fingerprint"] = "0" * 16  # as if trained on other triples
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_cli.main(["--checkpoint", str(tmp_path / "model.pt"), "--quiet"])
+    assert exit_info.value.code == 2
+    assert "fingerprint" in capsys.readouterr().err

@@ -70,6 +70,8 @@ def test_metrics_and_report():
     assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 4 + 1 / 10.5) / 4)
     assert m["mr"] == pytest.approx(17.5 / 4)
     assert (m["hits@1"], m["hits@3"], m["hits@10"]) == (0.25, 0.5, 0.75)
+    assert rank_metrics(torch.empty(0)) == {"mrr": None, "mr": None, "hits@1": None,
+                                            "hits@3": None, "hits@10": None, "count": 0}
     data = random_kg()
     model = MMKGCModel(30, 4, 8, data.features, data.masks)
     from mmkgc_pyg.data.kg import relation_categories, split_by_category

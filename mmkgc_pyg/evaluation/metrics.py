@@ -8,11 +8,11 @@ HITS_AT = (1, 3, 10)
 
 
 def rank_metrics(ranks: Tensor) -> Dict[str, float]:
-    """MRR, MR and Hits@k of 1-based (possibly fractional, realistic) ranks."""
+    """MRR, MR and Hits@k of 1-based (possibly fractional, realistic) ranks; ``None``
+    (JSON ``null``) for no ranks at all, e.g. an empty relation category."""
     ranks = ranks.double()
     if ranks.numel() == 0:
-        return {"mrr": float("nan"), "mr": float("nan"),
-                **{f"hits@{k}": float("nan") for k in HITS_AT}, "count": 0}
+        return {"mrr": None, "mr": None, **{f"hits@{k}": None for k in HITS_AT}, "count": 0}
     return {
         "mrr": ranks.reciprocal().mean().item(),
         "mr": ranks.mean().item(),

@@ -20,6 +20,7 @@ def metrics_table(results: Dict[str, Dict]) -> str:
         for direction in ("head", "tail"):
             row(split, direction, metrics[direction])
         for category, m in metrics.get("categories", {}).items():
-            row(split, category, m)
+            if m["count"]:
+                row(split, category, m)
     rank_type = next(iter(results.values()), {}).get("rank_type", "realistic")
     return "\n".join(lines) + f"\n\nFiltered ranks, {rank_type} ties (ties count half).\n"

@@ -96,7 +96,8 @@ class Trainer:
                  dataset_info: Optional[Dict] = None):
         self.model = model
         self.dataset = dataset
-        self.dataset_info = {"name": dataset.name, **(dataset_info or {})}
+        self.dataset_info = {"name": dataset.name, "fingerprint": dataset.fingerprint(),
+                             **(dataset_info or {})}
         self.config = config
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
