@@ -151,3 +151,22 @@ def test_history_and_tensorboard_logs(tmp_path):
     assert {"loss", "generator_loss", "seconds", "steps_per_s", "valid"} <= set(records[0])
     event_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert event_files and event_files[0].stat().st_size > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device syncs exist on CUDA only")
+def test_training_steps_never_synchronise_on_cuda():
+    torch.manual_seed(0)
+    data = random_kg()
+    config = TrainConfig(dim=4, margin=6.0, negatives=5, batch_size=32, mu=0.5)
+    model = MMKGCModel(data.num_entities, data.num_relations, config.hidden_channels,
+                       {m: data.features[m] for m in data.modalities}, data.masks).cuda()
+    trainer = Trainer(model, data, config, progress=False)
+    batch = trainer.train_triples[:32]
+    trainer.step(batch)  # first call: Triton compilation and autotuning may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.step(batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
