@@ -87,6 +87,9 @@ def write_openke(folder, train_lines, entities=3, relations=1):
     ("feature_rows", "visual"),
     ("feature_nan", "visual"),
     ("bad_flag", "--feature"),
+    ("bad_rate", "--lr 0.0: expected a positive rate"),
+    ("empty_train", "expected at least one train triple"),
+    ("drop_without_modalities", "--drop-modality-rate"),
 ])
 def test_bad_input_gets_one_line_and_status_2(tmp_path, capsys, case, expected):
     folder = tmp_path / "kg"
@@ -108,6 +111,15 @@ def test_bad_input_gets_one_line_and_status_2(tmp_path, capsys, case, expected):
     elif case == "bad_flag":
         write_openke(folder, ["0 1 0", "1 2 0"])
         args += ["--feature", "visual"]
+    elif case == "bad_rate":
+        write_openke(folder, ["0 1 0", "1 2 0"])
+        args += ["--lr", "0"]
+    elif case == "empty_train":
+        write_openke(folder, [])
+        (folder / "train2id.txt").write_text("0\n")
+    elif case == "drop_without_modalities":
+        write_openke(folder, ["0 1 0", "1 2 0"])
+        args += ["--drop-modality-rate", "0.5"]
     with pytest.raises(SystemExit) as exit_info:
         train_cli.main(args)
     assert exit_info.value.code == 2

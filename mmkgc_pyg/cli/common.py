@@ -113,6 +113,17 @@ def init_distributed(device_flag: str) -> Tuple[torch.device, int]:
     return device, dist.get_rank()
 
 
+def positive_int(value: str) -> int:
+    """argparse type for a count >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
 def fraction(value: str) -> float:
     """argparse type for a rate in [0, 1]."""
     try:

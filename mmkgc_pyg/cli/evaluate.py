@@ -6,7 +6,7 @@ from typing import List, Optional
 import torch
 
 from mmkgc_pyg.checkpoint import load_checkpoint
-from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
+from mmkgc_pyg.cli.common import (positive_int, add_dataset_arguments, dataset_for, fraction,
                                   resolve_device, user_errors_exit_2)
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.link_prediction import evaluate_link_prediction
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden fraction")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=positive_int, default=1024)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", metavar="PATH",
                         help="JSON output (default: evaluate.json beside the checkpoint)")

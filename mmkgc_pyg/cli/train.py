@@ -71,11 +71,19 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
     values["bf16"] = args.bf16
     values["tensorboard"] = args.tensorboard
     config = TrainConfig.from_dict(values)
-    for name in ("dim", "negatives", "batch_size", "epochs", "eval_every", "patience",
-                 "eval_batch_size"):
-        if getattr(config, name) < 1:
+    checks = {name: (lambda v: v >= 1, "a positive integer") for name in (
+        "dim", "negatives", "batch_size", "epochs", "eval_every", "patience",
+        "eval_batch_size")}
+    checks.update(lr=(lambda v: v > 0, "a positive rate"),
+                  lr_g=(lambda v: v > 0, "a positive rate"),
+                  margin=(lambda v: v > 0, "a positive margin"),
+                  mu=(lambda v: v >= 0, "a weight >= 0"),
+                  adv_temperature=(lambda v: v >= 0, "a temperature >= 0"),
+                  checkpoint_every=(lambda v: v >= 0, "a number of epochs >= 0"))
+    for name, (valid, expected) in checks.items():
+        if not valid(getattr(config, name)):
             raise UserInputError(f"--{name.replace('_', '-')} {getattr(config, name)}: "
-                                 "expected a positive integer")
+                                 f"expected {expected}")
     return config
 
 
@@ -105,20 +113,29 @@ def final_metrics(trainer: Trainer, dataset, drop_rate: float, seed: int):
 @user_errors_exit_2
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
-    if args.resume:
-        out = Path(args.resume)
-        if not (out / "checkpoint.pt").is_file() or not (out / "config.json").is_file():
-            raise UserInputError(f"--resume {out}: expected checkpoint.pt and config.json "
-                                 "from a run with --checkpoint-every")
-        saved = json.loads((out / "config.json").read_text())
-        args = build_parser().parse_args(saved["argv"] + ["--device", args.device])
-        argv_used = saved["argv"]
+    resume_dir = Path(args.resume) if args.resume else None
+    if resume_dir is not None:
+        if not (resume_dir / "checkpoint.pt").is_file() or not (resume_dir / "config.json").is_file():
+            raise UserInputError(f"--resume {resume_dir}: expected checkpoint.pt and "
+                                 "config.json from a run with --checkpoint-every")
+        try:
+            argv_used = json.loads((resume_dir / "config.json").read_text())["argv"]
+        except (ValueError, KeyError):
+            raise UserInputError(f"{resume_dir / 'config.json'}: expected the JSON written "
+                                 "by mmkgc_pyg.train") from None
+        # The saved flags rebuild the same run; the device may change.
+        args = build_parser().parse_args(argv_used + ["--device", args.device])
     else:
         argv_used = list(sys.argv[1:] if argv is None else argv)
     dataset = load_dataset(args)
+    for split in ("train", "valid", "test"):
+        if len(getattr(dataset, split)) == 0:
+            raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
     config = build_config(args, dataset.name)
+    if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
+        raise UserInputError("--drop-modality-rate: expected a model with modalities")
     device, rank = init_distributed(args.device)
-    out = Path(args.resume or args.out or Path("runs") / dataset.name)
+    out = resume_dir or Path(args.out or Path("runs") / dataset.name)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -128,8 +145,10 @@ def main(argv: Optional[List[str]] = None):
     dataset_info = {"path": str(Path(args.dataset).resolve()) if args.dataset else None}
     trainer = Trainer(model, dataset, config, out_dir=out if rank == 0 else None,
                       progress=not args.quiet, dataset_info=dataset_info)
-    if args.resume:
+    if resume_dir is not None:
         trainer.resume(out)
+        if rank == 0:
+            print(f"resumed {out} at epoch {trainer.epoch}", file=sys.stderr)
     elif rank == 0:
         (out / "history.jsonl").unlink(missing_ok=True)
         atomic_write_json(out / "config.json", {"argv": argv_used, "dataset": dataset.name,

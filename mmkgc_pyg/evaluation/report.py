@@ -12,7 +12,8 @@ def metrics_table(results: Dict[str, Dict]) -> str:
     lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
 
     def row(split, part, m):
-        values = " | ".join(f"{m[c]:.1f}" if c == "mr" else f"{m[c]:.4f}" for c in COLUMNS)
+        values = " | ".join("-" if m[c] is None else f"{m[c]:.1f}" if c == "mr"
+                            else f"{m[c]:.4f}" for c in COLUMNS)
         lines.append(f"| {split} | {part} | {values} | {m['count']} |")
 
     for split, metrics in results.items():

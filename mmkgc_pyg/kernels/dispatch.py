@@ -8,6 +8,8 @@ import os
 
 import torch
 
+from mmkgc_pyg.errors import UserInputError
+
 try:  # Triton is optional: absent on macOS/Windows, where the references run.
     import triton  # noqa: F401
 
@@ -21,7 +23,7 @@ _MODES = ("auto", "triton", "torch")
 def kernel_mode() -> str:
     mode = os.environ.get("MMKGC_KERNELS", "auto").strip().lower()
     if mode not in _MODES:
-        raise ValueError(f"MMKGC_KERNELS={mode!r}: expected one of {', '.join(_MODES)}")
+        raise UserInputError(f"MMKGC_KERNELS={mode!r}: expected one of {', '.join(_MODES)}")
     return mode
 
 

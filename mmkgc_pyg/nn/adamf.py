@@ -59,13 +59,15 @@ class AdaMF(torch.nn.Module):
         projected = [self.projections[name](x_dict[name]) for name in self.in_channels]
         return torch.stack([x_struct, *projected], dim=1)
 
-    def stack_masks(self, mask_dict: Optional[Dict[str, Tensor]],
-                    num_nodes: int, device: torch.device) -> Optional[Tensor]:
-        """Availability ``[N, 1 + M]`` (structure always present), or None if all present."""
-        if mask_dict is None:
-            return None
+    def stack_masks(self, mask_dict: Optional[Dict[str, Tensor]], num_nodes: int,
+                    device: torch.device) -> Tensor:
+        """Availability ``[N, 1 + M]``: the structure is always present, and so is a
+        modality that ``mask_dict`` does not mention."""
         ones = torch.ones(num_nodes, dtype=torch.bool, device=device)
-        return torch.stack([ones, *(mask_dict[name] for name in self.in_channels)], dim=1)
+        mask_dict = mask_dict or {}
+        return torch.stack([ones, *(mask_dict[name].to(device, torch.bool)
+                                    if name in mask_dict else ones
+                                    for name in self.in_channels)], dim=1)
 
     def fuse(self, embs: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Attention over the modality axis of ``embs [N, 1 + M, D]``."""
@@ -85,7 +87,9 @@ class AdaMF(torch.nn.Module):
             (columns in :attr:`modality_names` order).
         """
         embs = self.project(x_struct, x_dict)
-        return self.fuse(embs, self.stack_masks(mask_dict, x_struct.size(0), x_struct.device))
+        mask = (None if mask_dict is None
+                else self.stack_masks(mask_dict, x_struct.size(0), x_struct.device))
+        return self.fuse(embs, mask)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, "

@@ -43,8 +43,10 @@ class MAT(torch.nn.Module):
                 generator: Optional[torch.Generator] = None) -> Tensor:
         """Adversarial joint embeddings ``[n, D]`` of ``model``'s entities ``index``.
 
-        With ``train_generators`` the gradient can reach the generators only (the
-        structural embedding is detached); otherwise it reaches the model only."""
+        With ``train_generators`` the generators get gradients and the structural
+        embedding is detached (the caller freezes the rest of the model, e.g. the
+        attention vector and the scorer); otherwise the generators run without a graph
+        and only the model gets gradients."""
         struct = model.node_emb(index)
         if train_generators:
             struct = struct.detach()

@@ -70,8 +70,8 @@ class MMKGCModel(torch.nn.Module):
                                          requires_grad=train_features)
                 for name, x in features.items()
             })
-            self.register_buffer("fusion_mask", self.build_fusion_mask(masks))
             self.adamf = AdaMF({n: x.size(1) for n, x in features.items()}, hidden_channels)
+            self.register_buffer("fusion_mask", self.build_fusion_mask(masks))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -88,12 +88,7 @@ class MMKGCModel(torch.nn.Module):
     def build_fusion_mask(self, masks: Dict[str, Tensor]) -> Tensor:
         """Availability ``[N, 1 + M]`` for the fusion from per-modality masks ``[N]``
         (a modality without a mask is present everywhere)."""
-        device = self.node_emb.weight.device
-        present = [masks[name].to(device, torch.bool) if name in masks
-                   else torch.ones(self.num_nodes, dtype=torch.bool, device=device)
-                   for name in self.modalities]
-        structure = torch.ones(self.num_nodes, dtype=torch.bool, device=device)
-        return torch.stack([structure, *present], dim=1)
+        return self.adamf.stack_masks(masks, self.num_nodes, self.node_emb.weight.device)
 
     # ---------------------------------------------------------------- embeddings
     def entity_embeddings(self, index: Optional[Tensor] = None,

@@ -63,4 +63,10 @@ def preset_for(dataset_name: str) -> Dict:
     synthetic graph, the generic defaults otherwise."""
     if dataset_name == "synthetic":
         return dict(SYNTHETIC_PRESET)
-    return dict(PAPER_PRESETS.get(dataset_name, {}))
+    canonical = {_plain(name): values for name, values in PAPER_PRESETS.items()}
+    return dict(canonical.get(_plain(dataset_name), {}))
+
+
+def _plain(name: str) -> str:
+    """``mkg_w``, ``MKGW`` and ``MKG-W`` name the same benchmark."""
+    return "".join(ch for ch in name.upper() if ch.isalnum())

@@ -218,9 +218,10 @@ class Trainer:
         start = time.perf_counter()
         order = torch.randperm(self.train_triples.size(0), device=self.device,
                                generator=self.shuffle_rng)
-        # Each rank takes its share of every global batch.
+        # Each rank takes its share of every global batch (a last batch too small to
+        # give every rank a triple is dropped).
         batches = [b.tensor_split(self.world_size)[self.rank]
-                   for b in order.split(self.config.batch_size)]
+                   for b in order.split(self.config.batch_size) if b.numel() >= self.world_size]
         loss_sum = torch.zeros((), device=self.device)
         generator_loss_sum = torch.zeros((), device=self.device)
         first_bad_step = torch.full((), -1, device=self.device)
@@ -254,7 +255,8 @@ class Trainer:
                                         fusion_mask, progress=self.progress)
 
     def fit(self, on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
-        """Trains until ``epochs`` or early stopping; leaves the best weights loaded.
+        """Trains until ``epochs`` or early stopping; leaves the best weights loaded (on
+        rank 0, which evaluates, when several processes train).
 
         Returns the last epoch's record; ``on_epoch`` sees every record."""
         cfg = self.config
@@ -269,9 +271,9 @@ class Trainer:
                     record["valid"] = self.evaluate("valid")
                     self._track_best(record["valid"]["mrr"])
                 self._share_early_stopping()
+            if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
+                self.save_training_state()
             if self.rank == 0:
-                if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
-                    self.save_training_state()
                 self._log(record)
             if on_epoch is not None:
                 on_epoch(record)
@@ -279,7 +281,7 @@ class Trainer:
             bar.set_postfix(loss=f"{record['loss']:.4f}",
                             valid_mrr=f"{self.best_mrr:.4f}" if self.best_state else "-")
         bar.close()
-        if self.best_state is not None:
+        if self.best_state is not None:  # rank 0 only: it alone evaluates
             self.model.load_state_dict(self.best_state)
         return record
 
@@ -328,7 +330,7 @@ class Trainer:
             "model_optimizer": self.model_optimizer.state_dict(),
             "generator_optimizer": (self.generator_optimizer.state_dict()
                                     if self.generator_optimizer else None),
-            "rng": self.rng.get_state(),
+            "rng": self._all_rank_rng_states(),
             "shuffle_rng": self.shuffle_rng.get_state(),
             "best_mrr": self.best_mrr,
             "best_epoch": self.best_epoch,
@@ -344,26 +346,55 @@ class Trainer:
         self.model_optimizer.load_state_dict(state["model_optimizer"])
         if self.generator_optimizer is not None:
             self.generator_optimizer.load_state_dict(state["generator_optimizer"])
-        self.rng.set_state(state["rng"].cpu())
+        self.rng.set_state(state["rng"][self.rank].cpu())
         self.shuffle_rng.set_state(state["shuffle_rng"].cpu())
         self.best_mrr = state["best_mrr"]
         self.best_epoch = state["best_epoch"]
         self.evals_without_improvement = state["evals_without_improvement"]
         self.best_state = state["best_state"]
 
+    def _all_rank_rng_states(self):
+        """Every rank's sampling RNG state (each rank draws its own negatives)."""
+        state = self.rng.get_state()
+        if self.world_size == 1:
+            return [state]
+        states = [None] * self.world_size
+        dist.all_gather_object(states, state)
+        return states
+
     def save_training_state(self):
-        """Atomically writes ``out_dir/checkpoint.pt`` (see :meth:`state_dict`)."""
-        atomic_torch_save(self.state_dict(), self.out_dir / "checkpoint.pt")
+        """Atomically writes ``out_dir/checkpoint.pt`` from rank 0 (see
+        :meth:`state_dict`); every rank must call it."""
+        state = self.state_dict()
+        if self.rank == 0:
+            atomic_torch_save(state, self.out_dir / "checkpoint.pt")
 
     def resume(self, run_dir: Path):
         """Continues from ``run_dir/checkpoint.pt``; the epochs logged after it (by a run
         that was killed) are dropped from ``history.jsonl`` since they will be redone."""
         run_dir = Path(run_dir)
-        state = torch.load(run_dir / "checkpoint.pt", map_location=self.device,
-                           weights_only=True)
-        self.load_state_dict(state)
+        try:
+            state = torch.load(run_dir / "checkpoint.pt", map_location=self.device,
+                               weights_only=True)
+            self.load_state_dict(state)
+        except Exception as exc:  # unpickling and key errors vary by torch version
+            raise UserInputError(f"{run_dir / 'checkpoint.pt'}: expected a training "
+                                 f"checkpoint of this run ({exc.__class__.__name__})") from None
+        if self.rank != 0:
+            return
+        # model.pt may hold a best model of an epoch after the checkpoint: redo it too.
+        if self.best_state is not None:
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best_state)
+            self.save_model(run_dir / "model.pt")
+            self.model.load_state_dict(current)
         history = run_dir / "history.jsonl"
-        if self.rank == 0 and history.exists():
-            kept = [line for line in history.read_text().splitlines()
-                    if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+        if history.exists():
+            kept = []
+            for line in history.read_text().splitlines():
+                try:
+                    if json.loads(line)["epoch"] <= self.epoch:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut short by the kill: everything after it is redone
             atomic_write_text(history, "".join(line + "\n" for line in kept))
