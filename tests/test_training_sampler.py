@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.training.sampler import NegativeSampler, is_known, triple_keys
+from mmkgc_pyg.training.sampler import NegativeSampler, triple_keys
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -55,15 +55,6 @@ def test_triple_keys_overflow_bound():
     assert triple_keys(one, 2**31, 1).item() == 1  # R N^2 = 2^62 fits
     with pytest.raises(UserInputError, match="2\\*\\*63"):
         triple_keys(one, 2**31, 2)  # R N^2 = 2^63 does not
-
-
-@pytest.mark.parametrize("num_keys", [0, 1, 37])
-def test_is_known_matches_set_membership(num_keys):
-    g = torch.Generator().manual_seed(num_keys)
-    keys = torch.unique(torch.randint(100, (num_keys,), generator=g))
-    queries = torch.randint(-5, 110, (7, 9), generator=g)
-    expected = torch.tensor([[q in set(keys.tolist()) for q in row] for row in queries.tolist()])
-    assert torch.equal(is_known(keys, queries), expected)
 
 
 def test_bernoulli_statistics_hand_computed():

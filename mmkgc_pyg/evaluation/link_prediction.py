@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics
+from mmkgc_pyg.training.sampler import triple_keys
 
 RANK_TYPE = "realistic"
 
@@ -59,16 +60,14 @@ def evaluate_link_prediction(model, triples: Tensor, filter_index: FilterIndex,
     metrics = {"rank_type": RANK_TYPE, **direction_metrics(head_ranks, tail_ranks)}
     if categories:
         # Rank once; a category selects its triples' ranks by membership.
-        keys = _triple_keys(triples.to(head_ranks.device), model)
+        keys = triple_keys(triples.to(head_ranks.device), model.num_nodes, model.num_relations)
         metrics["categories"] = {}
         for name, members in categories.items():
-            selected = torch.isin(keys, _triple_keys(members.to(keys.device), model))
+            member_keys = triple_keys(members.to(keys.device), model.num_nodes,
+                                      model.num_relations)
+            selected = torch.isin(keys, member_keys)
             metrics["categories"][name] = direction_metrics(head_ranks[selected],
                                                             tail_ranks[selected])
     model.train(was_training)
     return metrics
 
-
-def _triple_keys(triples: Tensor, model) -> Tensor:
-    h, r, t = triples.unbind(1)
-    return (h * model.num_relations + r) * model.num_nodes + t

@@ -36,14 +36,6 @@ def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tenso
     return (head * num_relations + rel) * num_entities + tail
 
 
-def is_known(keys_sorted: Tensor, query_keys: Tensor) -> Tensor:
-    """Bool tensor shaped like ``query_keys``: is each key in the sorted 1-D ``keys_sorted``?"""
-    if keys_sorted.numel() == 0:
-        return torch.zeros_like(query_keys, dtype=torch.bool)
-    index = torch.searchsorted(keys_sorted, query_keys).clamp_(max=keys_sorted.numel() - 1)
-    return keys_sorted[index] == query_keys
-
-
 class NegativeSampler:
     r"""Draws :math:`K` corrupted triples per positive, all corrupting one side of it.
 
