@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.training.sampler import NegativeSampler, triple_keys
+from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.training.sampler import NegativeSampler
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -27,7 +27,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from mmkgc_pyg.errors import UserInputError
+
 SPLITS = ("train", "valid", "test")
+_INT64_MAX = 2**63 - 1
 CATEGORIES = ("1-1", "1-n", "n-1", "n-n")
 
 
@@ -146,6 +149,25 @@ class KGDataset:
         return (f"KGDataset({self.name!r}, entities={self.num_entities}, "
                 f"relations={self.num_relations}, train={len(self.train)}, "
                 f"valid={len(self.valid)}, test={len(self.test)}, modalities={{{mods}}})")
+
+
+def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tensor:
+    r"""Injective int64 key of each triple: :math:`(h R + r) N + t`.
+
+    Keys lie in :math:`[0, R N^2)`; the bound :math:`R N^2 \le 2^{63} - 1` is checked so
+    no key overflows (e.g. :math:`N = 10^6` entities allow :math:`R \approx 9 \cdot 10^6`).
+    Sorting the keys groups the triples by :math:`(h, r)`, tails ascending within a group.
+
+    Args:
+        triples: LongTensor ``[..., 3]`` of (head, relation, tail).
+        num_entities: :math:`N`.
+        num_relations: :math:`R`.
+    """
+    if num_relations * num_entities * num_entities > _INT64_MAX:
+        raise UserInputError(f"triple_keys: expected num_relations * num_entities**2 <= 2**63 - 1, "
+                             f"got {num_relations} * {num_entities}**2")
+    head, rel, tail = triples.unbind(-1)
+    return (head * num_relations + rel) * num_entities + tail
 
 
 def triples_from_data(data: Data) -> Tensor:

@@ -5,9 +5,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmkgc_pyg.data.kg import triple_keys
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics
-from mmkgc_pyg.training.sampler import triple_keys
 
 RANK_TYPE = "realistic"
 

@@ -9,31 +9,12 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.data.kg import triple_keys
 from mmkgc_pyg.errors import UserInputError
 
-_INT64_MAX = 2**63 - 1
 # Raw draws are reduced modulo the number of admissible entities; with 2**62 raw values
 # the modulo bias is at most N / 2**62, i.e. none worth mentioning.
 _RAW_HIGH = 2**62
-
-
-def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tensor:
-    r"""Injective int64 key of each triple: :math:`(h R + r) N + t`.
-
-    Keys lie in :math:`[0, R N^2)`; the bound :math:`R N^2 \le 2^{63} - 1` is checked so
-    no key overflows (e.g. :math:`N = 10^6` entities allow :math:`R \approx 9 \cdot 10^6`).
-    Sorting the keys groups the triples by :math:`(h, r)`, tails ascending within a group.
-
-    Args:
-        triples: LongTensor ``[..., 3]`` of (head, relation, tail).
-        num_entities: :math:`N`.
-        num_relations: :math:`R`.
-    """
-    if num_relations * num_entities * num_entities > _INT64_MAX:
-        raise UserInputError(f"triple_keys: expected num_relations * num_entities**2 <= 2**63 - 1, "
-                             f"got {num_relations} * {num_entities}**2")
-    head, rel, tail = triples.unbind(-1)
-    return (head * num_relations + rel) * num_entities + tail
 
 
 class NegativeSampler:
