@@ -135,6 +135,9 @@ def main(argv: Optional[List[str]] = None):
     if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
         raise UserInputError("--drop-modality-rate: expected a model with modalities")
     device, rank = init_distributed(args.device)
+    if device.type == "cpu":
+        # Multi-threaded CPU kernels may sum in varying order; the seed should fix the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
     out = resume_dir or Path(args.out or Path("runs") / dataset.name)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
