@@ -13,7 +13,6 @@ structure-only configuration alone.
 Extra flags after ``--`` go to every training run (e.g. ``-- --bf16``).
 """
 import argparse
-import json
 from pathlib import Path
 
 from mmkgc_pyg.cli import evaluate as evaluate_cli

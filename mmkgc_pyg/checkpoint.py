@@ -24,12 +24,14 @@ def model_config(model: MMKGCModel) -> Dict:
     }
 
 
-def save_checkpoint(model: MMKGCModel, path, dataset: Optional[Dict] = None) -> None:
-    """Writes ``path`` atomically; ``dataset`` holds metadata such as its name and folder."""
+def save_checkpoint(model: MMKGCModel, path, dataset: Optional[Dict] = None,
+                    state_dict: Optional[Dict] = None) -> None:
+    """Writes ``path`` atomically; ``dataset`` holds metadata such as its name and folder,
+    ``state_dict`` other weights for the same model (default: its current ones)."""
     atomic_torch_save({
         "format": FORMAT,
         "config": model_config(model),
-        "state_dict": model.state_dict(),
+        "state_dict": model.state_dict() if state_dict is None else state_dict,
         "entity_names": model.entity_names,
         "relation_names": model.relation_names,
         "dataset": dataset or {},

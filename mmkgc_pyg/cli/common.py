@@ -72,12 +72,11 @@ def dataset_for(args, model):
             raise UserInputError(f"{args.checkpoint}: its dataset folder {args.dataset!r} "
                                  "is not available; expected --dataset DIR")
     dataset = load_dataset(args)
-    saved = model.dataset.get("fingerprint")
-    if saved is not None and saved != dataset.fingerprint():
+    saved, current = model.dataset.get("fingerprint"), dataset.fingerprint()
+    if saved is not None and saved != current:
         raise UserInputError(
             f"{args.dataset or 'synthetic'}: expected the triples {args.checkpoint} was "
-            f"trained on (fingerprint {saved}), got different ones "
-            f"({dataset.fingerprint()})")
+            f"trained on (fingerprint {saved}), got different ones ({current})")
     if (dataset.num_entities, dataset.num_relations) != (model.num_nodes,
                                                          model.num_relations):
         raise UserInputError(

@@ -3,13 +3,12 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-import torch
-
 from mmkgc_pyg.checkpoint import load_checkpoint
-from mmkgc_pyg.cli.common import (positive_int, add_dataset_arguments, dataset_for, fraction,
-                                  resolve_device, user_errors_exit_2)
+from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
+                                  positive_int, resolve_device, user_errors_exit_2)
 from mmkgc_pyg.evaluation.filtering import FilterIndex
-from mmkgc_pyg.evaluation.link_prediction import evaluate_link_prediction
+from mmkgc_pyg.evaluation.link_prediction import (evaluate_link_prediction,
+                                                  missing_modality_mask)
 from mmkgc_pyg.evaluation.report import metrics_table
 from mmkgc_pyg.io import atomic_write_json
 
@@ -39,11 +38,7 @@ def main(argv: Optional[List[str]] = None):
     model = load_checkpoint(args.checkpoint).to(device)
     dataset = dataset_for(args, model)
     filter_index = FilterIndex(dataset.known_triples(), dataset.num_relations).to(device)
-    fusion_mask = None
-    if args.drop_modality_rate > 0 and model.adamf is not None:
-        dropped = dataset.drop_modalities(args.drop_modality_rate,
-                                          torch.Generator().manual_seed(args.seed))
-        fusion_mask = model.build_fusion_mask(dropped.masks)
+    fusion_mask = missing_modality_mask(model, dataset, args.drop_modality_rate, args.seed)
     progress = not args.quiet
     results = {
         "valid": evaluate_link_prediction(model, dataset.valid, filter_index,

@@ -10,6 +10,7 @@ import torch
 from mmkgc_pyg.cli.common import (add_dataset_arguments, fraction, init_distributed,
                                   load_dataset, user_errors_exit_2)
 from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.evaluation.link_prediction import missing_modality_mask
 from mmkgc_pyg.evaluation.report import metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
 from mmkgc_pyg.nn.model import SCORERS, MMKGCModel
@@ -98,11 +99,7 @@ def build_model(dataset, config: TrainConfig) -> MMKGCModel:
 def final_metrics(trainer: Trainer, dataset, drop_rate: float, seed: int):
     """Valid and test metrics of the best model; the test optionally with modalities
     hidden for a fraction of entities."""
-    fusion_mask = None
-    if drop_rate > 0 and trainer.model.adamf is not None:
-        generator = torch.Generator().manual_seed(seed)
-        dropped = dataset.drop_modalities(drop_rate, generator)
-        fusion_mask = trainer.model.build_fusion_mask(dropped.masks)
+    fusion_mask = missing_modality_mask(trainer.model, dataset, drop_rate, seed)
     return {
         "valid": trainer.evaluate("valid"),
         "test": {**trainer.evaluate("test", dataset.test_categories, fusion_mask),

@@ -6,6 +6,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics
 
@@ -71,3 +72,13 @@ def evaluate_link_prediction(model, triples: Tensor, filter_index: FilterIndex,
     model.train(was_training)
     return metrics
 
+
+def missing_modality_mask(model, dataset, rate: float, seed: int) -> Optional[Tensor]:
+    """The fusion mask of the modality-missing setting: all modalities of a random
+    fraction ``rate`` of entities hidden (None when ``rate`` is 0)."""
+    if rate == 0:
+        return None
+    if model.adamf is None:
+        raise UserInputError("--drop-modality-rate: expected a model with modalities")
+    dropped = dataset.drop_modalities(rate, torch.Generator().manual_seed(seed))
+    return model.build_fusion_mask(dropped.masks)

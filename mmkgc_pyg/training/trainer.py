@@ -299,7 +299,7 @@ class Trainer:
             self.best_state = {k: v.detach().to("cpu", copy=True)
                                for k, v in self.model.state_dict().items()}
             if self.out_dir is not None:
-                self.save_model(self.out_dir / "model.pt")
+                self.save_best_model(self.out_dir / "model.pt")
         else:
             self.evals_without_improvement += 1
 
@@ -317,8 +317,8 @@ class Trainer:
             self.tensorboard.flush()
 
     # ---------------------------------------------------------------- persistence
-    def save_model(self, path: Path):
-        save_checkpoint(self.model, path, self.dataset_info)
+    def save_best_model(self, path: Path):
+        save_checkpoint(self.model, path, self.dataset_info, self.best_state)
 
     def state_dict(self) -> Dict:
         """Everything needed to continue training exactly where it stopped."""
@@ -384,10 +384,7 @@ class Trainer:
             return
         # model.pt may hold a best model of an epoch after the checkpoint: redo it too.
         if self.best_state is not None:
-            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(self.best_state)
-            self.save_model(run_dir / "model.pt")
-            self.model.load_state_dict(current)
+            self.save_best_model(run_dir / "model.pt")
         history = run_dir / "history.jsonl"
         if history.exists():
             kept = []
