@@ -34,14 +34,17 @@ def test_accuracy_runs_cover_every_configuration(tmp_path):
     write_openke(data, tmp_path / "bare", with_features=False)
     out = tmp_path / "results"
     results = module.main([str(tmp_path / "toy"), str(tmp_path / "bare"), "--out", str(out),
-                           "--quiet", "--", "--epochs", "1", "--dim", "4",
+                           "--mu", "0", "0.1", "--quiet", "--", "--epochs", "1", "--dim", "4",
                            "--negatives", "2", "--eval-every", "1", "--batch-size", "256"])
-    rows = [(r["dataset"], r["model"].split(" ")[0], r["drop_rate"]) for r in results]
-    assert rows == [("toy", "RotatE", 0.0), ("toy", "AdaMF", 0.0), ("toy", "AdaMF-MAT", 0.0),
-                    ("toy", "AdaMF-MAT", 0.2), ("toy", "AdaMF-MAT", 0.5),
-                    ("toy", "AdaMF-MAT", 0.8), ("bare", "RotatE", 0.0)]
+    rows = [(r["dataset"], r["model"], r["drop_rate"]) for r in results]
+    assert rows == [("toy", "RotatE (structure only)", 0.0), ("toy", "AdaMF", 0.0),
+                    ("toy", "AdaMF-MAT (mu=0)", 0.0), ("toy", "AdaMF-MAT (mu=0.1)", 0.0),
+                    ("toy", "AdaMF-MAT (mu=0.1)", 0.2), ("toy", "AdaMF-MAT (mu=0.1)", 0.5),
+                    ("toy", "AdaMF-MAT (mu=0.1)", 0.8), ("bare", "RotatE (structure only)", 0.0)]
+    assert all(r["epochs"] == 1 and r["wall_s"] >= 0 for r in results if r["drop_rate"] == 0)
     assert all(0 < r["test"]["mrr"] <= 1 for r in results)
     saved = json.loads((out / "results.json").read_text())
     assert [r["test"]["mrr"] for r in saved] == [r["test"]["mrr"] for r in results]
     table = (out / "results.md").read_text()
-    assert table.count("\n| toy |") == 6 and "--no-modalities" in table
+    assert table.count("\n| toy |") == 7 and "--no-modalities" in table
+    assert (out / "toy" / "adamf-mat-mu-0.1" / "drop0.5.json").exists()

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from conftest import random_kg
+from utils import random_kg
 from mmkgc_pyg.checkpoint import save_checkpoint
 from mmkgc_pyg.cli import plot
 from mmkgc_pyg.nn import MMKGCModel

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from conftest import random_kg
+from utils import random_kg
 from mmkgc_pyg.data import make_synthetic_kg
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adamf_rgcn.py"

@@ -1,4 +1,4 @@
-"""Fused AdaMF attention: Triton kernels (interpreted on CPU) vs a float64 reference."""
+"""Fused AdaMF attention: Triton kernels (on ``--kernel-device``) vs a float64 reference."""
 import pytest
 import torch
 
@@ -7,11 +7,6 @@ from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion, adamf_fusion_reference
 
 SHAPES = [(0, 2, 7), (1, 1, 1), (5, 3, 37), (33, 2, 64), (100, 3, 7)]
 MASKS = ["none", "random", "extras_absent", "all_present"]
-
-
-@pytest.fixture
-def triton_mode(monkeypatch):
-    monkeypatch.setenv("MMKGC_KERNELS", "triton")
 
 
 def make_inputs(n, m, d, mask_kind, seed=0):
@@ -27,6 +22,14 @@ def make_inputs(n, m, d, mask_kind, seed=0):
     return embs, attn, mask
 
 
+def on(device, *tensors):
+    return [None if t is None else t.to(device) for t in tensors]
+
+
+def to_cpu(tensors):
+    return [t.cpu() for t in tensors]
+
+
 def present(mask, n, m):
     out = torch.ones(n, m, dtype=torch.bool) if mask is None else mask.clone()
     out[:, 0] = True
@@ -35,9 +38,9 @@ def present(mask, n, m):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("mask_kind", MASKS)
-def test_forward_matches_float64(triton_mode, shape, mask_kind):
+def test_forward_matches_float64(kernel_device, shape, mask_kind):
     embs, attn, mask = make_inputs(*shape, mask_kind)
-    joint, weights = adamf_fusion(embs.float(), attn.float(), mask)
+    joint, weights = to_cpu(adamf_fusion(*on(kernel_device, embs.float(), attn.float(), mask)))
     ref_joint, ref_weights = adamf_fusion_reference(embs, attn, mask)
     assert joint.dtype == torch.float32 and weights.dtype == torch.float32
     assert joint.shape == (shape[0], shape[2]) and weights.shape == shape[:2]
@@ -49,22 +52,22 @@ def test_forward_matches_float64(triton_mode, shape, mask_kind):
     torch.testing.assert_close(weights.sum(-1), torch.ones(shape[0]), atol=1e-6, rtol=0)
 
 
-def test_no_extra_modality_falls_back_to_structure(triton_mode):
+def test_no_extra_modality_falls_back_to_structure(kernel_device):
     embs, attn, _ = make_inputs(9, 3, 37, "none")
     mask = torch.zeros(9, 3, dtype=torch.bool)
     mask[::2, 1] = True
     mask[:, 0] = False  # ignored: column 0 is always present
-    joint, weights = adamf_fusion(embs.float(), attn.float(), mask)
+    joint, weights = to_cpu(adamf_fusion(*on(kernel_device, embs.float(), attn.float(), mask)))
     lone = ~mask[:, 1]
     assert torch.equal(weights[lone], torch.tensor([1.0, 0.0, 0.0]).expand(int(lone.sum()), 3))
     assert torch.equal(joint[lone], embs.float()[lone, 0])
     assert torch.all(weights[~lone, :2] > 0) and torch.all(weights[:, 2] == 0)
 
 
-def test_bfloat16(triton_mode):
+def test_bfloat16(kernel_device):
     embs, attn, mask = make_inputs(33, 3, 37, "random", seed=1)
     embs_bf = embs.to(torch.bfloat16)
-    joint, weights = adamf_fusion(embs_bf, attn.float(), mask)
+    joint, weights = to_cpu(adamf_fusion(*on(kernel_device, embs_bf, attn.float(), mask)))
     assert joint.dtype == torch.bfloat16 and weights.dtype == torch.float32
     # The oracle sees the same bf16-rounded inputs; only the output rounding differs.
     ref_joint, ref_weights = adamf_fusion_reference(embs_bf.double(), attn.float().double(), mask)
@@ -72,21 +75,23 @@ def test_bfloat16(triton_mode):
     torch.testing.assert_close(weights.double(), ref_weights, atol=1e-5, rtol=1e-4)
 
 
-def _grads(fn, embs, attn, mask, grad_joint, grad_weights):
+def _grads(fn, embs, attn, mask, grad_joint, grad_weights, device="cpu"):
+    """Gradients of (embs, attn) on the CPU, computed on ``device``."""
+    embs, attn, mask = on(device, embs, attn, mask)
     embs, attn = embs.detach().requires_grad_(), attn.detach().requires_grad_()
     joint, weights = fn(embs, attn, mask)
     outputs, grads = [], []
     for out, grad in ((joint, grad_joint), (weights, grad_weights)):
         if grad is not None:
             outputs.append(out)
-            grads.append(grad.to(out.dtype))
-    return torch.autograd.grad(outputs, (embs, attn), grads)
+            grads.append(grad.to(out.device, out.dtype))
+    return to_cpu(torch.autograd.grad(outputs, (embs, attn), grads))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("mask_kind", ["none", "random", "extras_absent"])
 @pytest.mark.parametrize("upstream", ["joint", "weights", "both"])
-def test_gradients_match_float64(triton_mode, shape, mask_kind, upstream):
+def test_gradients_match_float64(kernel_device, shape, mask_kind, upstream):
     embs, attn, mask = make_inputs(*shape, mask_kind, seed=2)
     gen = torch.Generator().manual_seed(3)
     grad_joint = torch.randn(shape[0], shape[2], generator=gen, dtype=torch.float64)
@@ -96,7 +101,7 @@ def test_gradients_match_float64(triton_mode, shape, mask_kind, upstream):
     elif upstream == "weights":
         grad_joint = None
     d_embs, d_attn = _grads(adamf_fusion, embs.float(), attn.float(), mask, grad_joint,
-                            grad_weights)
+                            grad_weights, kernel_device)
     ref_embs, ref_attn = _grads(adamf_fusion_reference, embs, attn, mask, grad_joint,
                                 grad_weights)
     assert d_embs.dtype == torch.float32 and d_attn.dtype == torch.float32
@@ -104,12 +109,13 @@ def test_gradients_match_float64(triton_mode, shape, mask_kind, upstream):
     torch.testing.assert_close(d_attn.double(), ref_attn, atol=1e-4, rtol=1e-4)
 
 
-def test_gradients_bfloat16(triton_mode):
+def test_gradients_bfloat16(kernel_device):
     embs, attn, mask = make_inputs(33, 3, 37, "random", seed=4)
     embs_bf = embs.to(torch.bfloat16)
     grad_joint = torch.randn(33, 37, generator=torch.Generator().manual_seed(5),
                              dtype=torch.float64)
-    d_embs, d_attn = _grads(adamf_fusion, embs_bf, attn.float(), mask, grad_joint, None)
+    d_embs, d_attn = _grads(adamf_fusion, embs_bf, attn.float(), mask, grad_joint, None,
+                            kernel_device)
     assert d_embs.dtype == torch.bfloat16 and d_attn.dtype == torch.float32
     ref_embs, ref_attn = _grads(adamf_fusion_reference, embs_bf.double(), attn.float().double(),
                                 mask, grad_joint, None)
@@ -117,43 +123,43 @@ def test_gradients_bfloat16(triton_mode):
     torch.testing.assert_close(d_attn.double(), ref_attn, atol=5e-2, rtol=2e-2)
 
 
-def test_attn_gradient_is_deterministic(triton_mode):
+def test_attn_gradient_is_deterministic(kernel_device):
     embs, attn, mask = make_inputs(100, 3, 7, "random", seed=6)
     grad_joint = torch.randn(100, 7, generator=torch.Generator().manual_seed(7))
-    runs = [_grads(adamf_fusion, embs.float(), attn.float(), mask, grad_joint, None)[1]
-            for _ in range(2)]
+    runs = [_grads(adamf_fusion, embs.float(), attn.float(), mask, grad_joint, None,
+                   kernel_device)[1] for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
 
 
-def test_empty_input_gives_empty_gradients(triton_mode):
-    embs = torch.randn(0, 3, 5, requires_grad=True)
-    attn = torch.randn(5, requires_grad=True)
+def test_empty_input_gives_empty_gradients(kernel_device):
+    embs = torch.randn(0, 3, 5, device=kernel_device, requires_grad=True)
+    attn = torch.randn(5, device=kernel_device, requires_grad=True)
     joint, weights = adamf_fusion(embs, attn)
     assert joint.shape == (0, 5) and weights.shape == (0, 3)
     (joint.sum() + weights.sum()).backward()
     assert embs.grad.shape == (0, 3, 5)
-    assert torch.equal(attn.grad, torch.zeros(5))
+    assert torch.equal(attn.grad.cpu(), torch.zeros(5))
 
 
-def test_non_contiguous_input(triton_mode):
+def test_non_contiguous_input(kernel_device):
     embs, attn, mask = make_inputs(5, 3, 37, "random", seed=8)
-    strided = embs.float().transpose(0, 1).contiguous().transpose(0, 1)
+    strided = embs.float().to(kernel_device).transpose(0, 1).contiguous().transpose(0, 1)
     assert not strided.is_contiguous()
-    joint, weights = adamf_fusion(strided, attn.float(), mask)
+    joint, weights = to_cpu(adamf_fusion(strided, *on(kernel_device, attn.float(), mask)))
     ref_joint, ref_weights = adamf_fusion_reference(embs, attn, mask)
     torch.testing.assert_close(joint.double(), ref_joint, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(weights.double(), ref_weights, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode, path", [("triton", "triton"), ("torch", "reference"),
-                                        ("auto", "reference")])
-def test_dispatch(monkeypatch, mode, path):
-    # "auto" picks the reference for CPU tensors.
+@pytest.mark.parametrize("mode", ["triton", "torch", "auto"])
+def test_dispatch(request, monkeypatch, mode):
+    # "auto" picks Triton for CUDA tensors only.
+    device = request.config.kernel_device
     monkeypatch.setenv("MMKGC_KERNELS", mode)
-    embs = torch.randn(4, 2, 8, requires_grad=True)
-    joint, _ = adamf_fusion(embs, torch.randn(8))
+    embs = torch.randn(4, 2, 8, device=device, requires_grad=True)
+    joint, _ = adamf_fusion(embs, torch.randn(8, device=device))
     is_triton = type(joint.grad_fn).__name__.startswith("_AdaMFFusion")
-    assert is_triton == (path == "triton")
+    assert is_triton == (mode == "triton" or (mode == "auto" and device.type == "cuda"))
 
 
 @pytest.mark.parametrize("embs, attn, mask", [

@@ -1,16 +1,11 @@
 """RotatE candidate scoring for training (mmkgc_pyg.kernels.rotate_train): forward and
-gradients against autograd through the float64 reference, in Triton's interpreter."""
+gradients against autograd through the float64 reference, on ``--kernel-device``."""
 import pytest
 import torch
 
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.kernels.rotate_train import (rotate_gather_scores,
                                             rotate_gather_scores_reference)
-
-
-@pytest.fixture
-def triton_kernels(monkeypatch):
-    monkeypatch.setenv("MMKGC_KERNELS", "triton")
 
 
 def _inputs(B, C, N, k, seed, dtype=torch.float32):
@@ -21,24 +16,25 @@ def _inputs(B, C, N, k, seed, dtype=torch.float32):
     return query, entities, index
 
 
-def _forward_backward(fn, query, entities, index, grad_out):
-    query = query.detach().requires_grad_()
-    entities = entities.detach().requires_grad_()
-    scores = fn(query, entities, index, 12.0)
-    scores.backward(grad_out)
-    return scores, query.grad, entities.grad
+def _forward_backward(fn, query, entities, index, grad_out, device="cpu"):
+    """Scores and gradients, computed on ``device``, returned on the CPU."""
+    query = query.detach().to(device).requires_grad_()
+    entities = entities.detach().to(device).requires_grad_()
+    scores = fn(query, entities, index.to(device), 12.0)
+    scores.backward(grad_out.to(device))
+    return scores.detach().cpu(), query.grad.cpu(), entities.grad.cpu()
 
 
 @pytest.mark.parametrize("B,C,N,k", [(1, 1, 1, 1), (5, 13, 7, 3), (13, 37, 70, 13),
                                      (37, 5, 3, 9)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_forward_and_gradients_match_float64(triton_kernels, B, C, N, k, dtype):
+def test_forward_and_gradients_match_float64(kernel_device, B, C, N, k, dtype):
     # N < C for some cases: candidates repeat within a query and across queries, so the
     # entity gradient accumulates several contributions per row.
     query, entities, index = _inputs(B, C, N, k, seed=B + C + N + k, dtype=dtype)
     grad_out = torch.randn(B, C, generator=torch.Generator().manual_seed(k))
     scores, grad_query, grad_entities = _forward_backward(rotate_gather_scores, query, entities,
-                                                          index, grad_out)
+                                                          index, grad_out, kernel_device)
     expected = _forward_backward(rotate_gather_scores_reference, query.double(),
                                  entities.double(), index, grad_out.double())
     assert scores.dtype == torch.float32 and scores.shape == (B, C)
@@ -49,26 +45,26 @@ def test_forward_and_gradients_match_float64(triton_kernels, B, C, N, k, dtype):
     torch.testing.assert_close(grad_entities.double(), expected[2], **tol)
 
 
-def test_repeated_candidate_accumulates(triton_kernels):
+def test_repeated_candidate_accumulates(kernel_device):
     """The same entity three times in one query's row gets three times the gradient."""
     query, entities, _ = _inputs(2, 3, 4, 5, seed=3)
     index = torch.tensor([[2, 2, 2], [1, 3, 0]])
     once = _forward_backward(rotate_gather_scores, query[:1], entities, index[:1, :1],
-                             torch.ones(1, 1))
+                             torch.ones(1, 1), kernel_device)
     thrice = _forward_backward(rotate_gather_scores, query, entities, index,
-                               torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+                               torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]), kernel_device)
     torch.testing.assert_close(thrice[2][2], 3 * once[2][2])
     torch.testing.assert_close(thrice[1][0], 3 * once[1][0])
 
 
-def test_zero_modulus_gives_finite_gradients(triton_kernels):
+def test_zero_modulus_gives_finite_gradients(kernel_device):
     """Candidate equal to the query in some complex dims: |z| = 0 there, gradient 0."""
     query, entities, index = _inputs(3, 4, 5, 6, seed=4)
     entities[index[0, 0]] = query[0]  # every dim zero
     entities[index[1, 1], [0, 6]] = query[1, [0, 6]]  # one complex dim zero
     grad_out = torch.ones(3, 4)
     scores, grad_query, grad_entities = _forward_backward(rotate_gather_scores, query, entities,
-                                                          index, grad_out)
+                                                          index, grad_out, kernel_device)
     expected = _forward_backward(rotate_gather_scores_reference, query.double(),
                                  entities.double(), index, grad_out.double())
     assert torch.isfinite(grad_query).all() and torch.isfinite(grad_entities).all()
@@ -84,11 +80,11 @@ def test_reference_gradcheck():
         (query.requires_grad_(), entities.requires_grad_()))
 
 
-def test_empty_candidates(triton_kernels):
+def test_empty_candidates(kernel_device):
     query, entities, _ = _inputs(3, 0, 5, 2, seed=6)
     scores, grad_query, grad_entities = _forward_backward(
         rotate_gather_scores, query, entities, torch.zeros(3, 0, dtype=torch.long),
-        torch.zeros(3, 0))
+        torch.zeros(3, 0), kernel_device)
     assert scores.shape == (3, 0)
     assert (grad_query == 0).all() and (grad_entities == 0).all()
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch_geometric.nn.kge.loader import KGTripletLoader
 
-from conftest import random_kg
+from utils import random_kg
 from mmkgc_pyg.nn import MAT, MMKGCModel
 
 

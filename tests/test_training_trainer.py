@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import random_kg
+from utils import random_kg
 from mmkgc_pyg.nn import MMKGCModel, self_adversarial_sigmoid_loss
 from mmkgc_pyg.training import TrainConfig, Trainer, TrainingDiverged
 
@@ -91,18 +91,35 @@ def test_each_update_changes_only_its_own_parameters():
 
 def test_mu_zero_and_no_mat():
     trainer = make_trainer(mu=0.0)
-    assert trainer.mat is not None  # generators still train, without touching the model
+    assert trainer.mat is not None and not trainer.trains_generators
     batch = trainer.dataset.train[:16]
     state = trainer.rng.get_state()
     scores, _ = trainer._candidate_scores(batch)
     expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0)
     trainer.rng.set_state(state)
-    loss, _ = trainer.step(batch)
+    loss, generator_loss = trainer.step(batch)
     torch.testing.assert_close(loss, expected.detach())
+    assert generator_loss is None
     trainer = make_trainer(mat=False)
     assert trainer.generator_optimizer is None and trainer.mat is None
     _, generator_loss = trainer.step(batch)
-    assert generator_loss == 0
+    assert generator_loss is None
+
+
+def test_mu_zero_skips_the_generators_without_changing_the_model():
+    """At mu = 0 the generator update cannot reach the model: skipping it (but drawing its
+    noise) leaves the model bit-for-bit where training the generators leaves it."""
+    skipping, training = make_trainer(mu=0.0), make_trainer(mu=0.0)
+    generators_before = snapshot(skipping.mat.parameters())
+    for start in range(0, 96, 32):
+        batch = skipping.dataset.train[start:start + 32]
+        skipping.step(batch)
+        training._update(training.model_loss, training.model_optimizer, batch)
+        training._update(training.generator_loss, training.generator_optimizer, batch)
+    for a, b in zip(skipping.model.parameters(), training.model.parameters()):
+        assert torch.equal(a, b)
+    assert not any(changed(generators_before, skipping.mat.parameters()))
+    assert all(changed(generators_before, training.mat.parameters()))
 
 
 def test_fit_learns_keeps_best_and_stops_early(tmp_path):
@@ -142,6 +159,15 @@ def test_bf16_autocast_step_trains():
     assert not torch.equal(before, trainer.model.node_emb.weight)
 
 
+def test_time_budget_stops_after_the_epoch_that_crosses_it(tmp_path):
+    trainer = make_trainer(tmp_path, epochs=50, eval_every=10, time_budget=1e-9)
+    records = []
+    trainer.fit(on_epoch=records.append)
+    assert [r["epoch"] for r in records] == [1]
+    assert "valid" in records[0]  # the last epoch is evaluated
+    assert trainer.best_epoch == 1 and (tmp_path / "model.pt").exists()
+
+
 def test_history_and_tensorboard_logs(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is an optional extra")
     trainer = make_trainer(tmp_path, epochs=2, eval_every=1, tensorboard=True)
@@ -151,22 +177,3 @@ def test_history_and_tensorboard_logs(tmp_path):
     assert {"loss", "generator_loss", "seconds", "steps_per_s", "valid"} <= set(records[0])
     event_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert event_files and event_files[0].stat().st_size > 0
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="host-device syncs exist on CUDA only")
-def test_training_steps_never_synchronise_on_cuda():
-    torch.manual_seed(0)
-    data = random_kg()
-    config = TrainConfig(dim=4, margin=6.0, negatives=5, batch_size=32, mu=0.5)
-    model = MMKGCModel(data.num_entities, data.num_relations, config.hidden_channels,
-                       {m: data.features[m] for m in data.modalities}, data.masks).cuda()
-    trainer = Trainer(model, data, config, progress=False)
-    batch = trainer.train_triples[:32]
-    trainer.step(batch)  # first call: Triton compilation and autotuning may synchronise
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            trainer.step(batch)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")

@@ -22,7 +22,7 @@ CONFIG_FLAGS = {
     "dim": int, "margin": float, "negatives": int, "batch_size": int, "lr": float,
     "lr_g": float, "mu": float, "adv_temperature": float, "epochs": int,
     "eval_every": int, "patience": int, "seed": int, "eval_batch_size": int,
-    "checkpoint_every": int,
+    "checkpoint_every": int, "time_budget": float,
 }
 
 
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep the raw feature tables fixed (default: fine-tune them)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast in training (projections run in bfloat16)")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="full fp32 matrix products on CUDA (default: TF32 tensor cores)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="replay each training step as one captured CUDA graph "
+                             "(one GPU; removes per-kernel launch costs)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard logs to DIR/tensorboard")
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
@@ -70,17 +75,20 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
     values["mat"] = not args.no_mat
     values["train_features"] = not args.freeze_features
     values["bf16"] = args.bf16
+    values["tf32"] = not args.no_tf32
+    values["cuda_graph"] = args.cuda_graph
     values["tensorboard"] = args.tensorboard
     config = TrainConfig.from_dict(values)
     checks = {name: (lambda v: v >= 1, "a positive integer") for name in (
-        "dim", "negatives", "batch_size", "epochs", "eval_every", "patience",
-        "eval_batch_size")}
+        "dim", "negatives", "batch_size", "epochs", "eval_every", "patience")}
     checks.update(lr=(lambda v: v > 0, "a positive rate"),
                   lr_g=(lambda v: v > 0, "a positive rate"),
                   margin=(lambda v: v > 0, "a positive margin"),
                   mu=(lambda v: v >= 0, "a weight >= 0"),
                   adv_temperature=(lambda v: v >= 0, "a temperature >= 0"),
-                  checkpoint_every=(lambda v: v >= 0, "a number of epochs >= 0"))
+                  checkpoint_every=(lambda v: v >= 0, "a number of epochs >= 0"),
+                  eval_batch_size=(lambda v: v >= 0, "a number of queries >= 0 (0: auto)"),
+                  time_budget=(lambda v: v >= 0, "a number of seconds >= 0 (0: no limit)"))
     for name, (valid, expected) in checks.items():
         if not valid(getattr(config, name)):
             raise UserInputError(f"--{name.replace('_', '-')} {getattr(config, name)}: "

@@ -118,7 +118,7 @@ class _AdaMFFusion(torch.autograd.Function):
             # uint8 has the bytes of torch.bool and loads in every Triton version.
             mask_u8 = weights if mask is None else mask.contiguous().view(torch.uint8)
             _fwd_kernel[(triton.cdiv(n, block_n), )](
-                embs, attn, mask_u8, joint, weights, n, d, M=m, M_PAD=_m_pad(m),
+                embs, attn, mask_u8, joint, weights, n, D=d, M=m, M_PAD=_m_pad(m),
                 HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d,
                 num_warps=warps)
         ctx.save_for_backward(embs, attn, weights)
@@ -140,7 +140,7 @@ class _AdaMFFusion(torch.autograd.Function):
         g = weights if grad_joint is None else grad_joint.contiguous()
         gw = weights if grad_weights is None else grad_weights.contiguous()
         _bwd_kernel[(programs, )](
-            embs, attn, weights, g, gw, grad_embs, partials, n, d, num_blocks, M=m,
+            embs, attn, weights, g, gw, grad_embs, partials, n, num_blocks, D=d, M=m,
             M_PAD=_m_pad(m), HAS_G=grad_joint is not None, HAS_GW=grad_weights is not None,
             BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
         grad_attn = torch.empty(d, device=attn.device, dtype=torch.float32)
@@ -182,8 +182,11 @@ if triton is not None:
         t = (1.0 - e) / (1.0 + e)
         return tl.where(x < 0, -t, t)
 
+    # D is a compile-time constant: row offsets are then known multiples of D, so for
+    # D % 4 == 0 (e.g. 500) the loads vectorise; a runtime D that is not a multiple of 16
+    # gives scalar loads. One compilation per embedding size.
     @triton.jit
-    def _tile(row_block, N, D, M: tl.constexpr, M_PAD: tl.constexpr,
+    def _tile(row_block, N, D: tl.constexpr, M: tl.constexpr, M_PAD: tl.constexpr,
               BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
         """Offsets and bounds of one block of rows: e as [BLOCK_N, M_PAD, BLOCK_D],
         weights as [BLOCK_N, M_PAD], joint as [BLOCK_N, BLOCK_D]."""
@@ -201,8 +204,9 @@ if triton is not None:
         return e_off, e_ok, w_off, w_ok, j_off, j_ok
 
     @triton.jit
-    def _fwd_kernel(E, A, MASK, J, W, N, D, M: tl.constexpr, M_PAD: tl.constexpr,
-                    HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    def _fwd_kernel(E, A, MASK, J, W, N, D: tl.constexpr, M: tl.constexpr,
+                    M_PAD: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
         # Fused-softmax style: BLOCK_N entities with all their M modality rows in
         # registers, so e is read once and only joint and weights are written.
         e_off, e_ok, w_off, w_ok, j_off, j_ok = _tile(tl.program_id(0), N, D, M, M_PAD,
@@ -227,9 +231,9 @@ if triton is not None:
         tl.store(W + w_off, w, mask=w_ok)
 
     @triton.jit
-    def _bwd_kernel(E, A, W, G, GW, DE, PARTIALS, N, D, NUM_BLOCKS, M: tl.constexpr,
-                    M_PAD: tl.constexpr, HAS_G: tl.constexpr, HAS_GW: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    def _bwd_kernel(E, A, W, G, GW, DE, PARTIALS, N, NUM_BLOCKS, D: tl.constexpr,
+                    M: tl.constexpr, M_PAD: tl.constexpr, HAS_G: tl.constexpr,
+                    HAS_GW: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
         # With g = dL/djoint, gw = dL/dweights and t = tanh(e), per entity:
         #   dw_m = g . e_m + gw_m,   s = sum_j w_j dw_j,   du_m = w_m (dw_m - s)
         #   de_m = w_m g + du_m attn (1 - t_m^2),   dattn = sum_{n,m} du_m t_m

@@ -95,8 +95,11 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    # K (complex dims) is a compile-time constant so that row offsets 2K are known
+    # multiples: aligned vector loads for even K (one compilation per embedding size).
     @triton.jit
-    def _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c, mask_k, K):
+    def _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c, mask_k,
+                    K: tl.constexpr):
         """Real and imaginary parts of ``q_b - e_rows`` on a [BLOCK_C, BLOCK_K] block of
         candidates x complex dims, in fp32."""
         q_re_ptrs = query_ptr + b.to(tl.int64) * 2 * K + offs_k
@@ -109,8 +112,8 @@ if HAS_TRITON:
         return q_re[None, :] - e_re, q_im[None, :] - e_im
 
     @triton.jit
-    def _gather_forward_kernel(query_ptr, entities_ptr, index_ptr, out_ptr, margin, C, K,
-                               BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    def _gather_forward_kernel(query_ptr, entities_ptr, index_ptr, out_ptr, margin, C,
+                               K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
         """Program (b, j): scores of query b against candidates j*BLOCK_C ... (j+1)*BLOCK_C-1."""
         b = tl.program_id(0)
         offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -127,8 +130,8 @@ if HAS_TRITON:
 
     @triton.jit
     def _gather_backward_kernel(query_ptr, entities_ptr, index_ptr, grad_out_ptr,
-                                grad_query_ptr, grad_entities_ptr, C, K, BLOCK_C: tl.constexpr,
-                                BLOCK_K: tl.constexpr):
+                                grad_query_ptr, grad_entities_ptr, C, K: tl.constexpr,
+                                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
         """Program (b, j): complex dims j*BLOCK_K ... of query b's gradient (summed over its
         candidates here) and of its candidates' gradients (scattered with atomics)."""
         b = tl.program_id(0)

@@ -29,8 +29,14 @@ class ModalityGenerator(torch.nn.Module):
         self.lin1.reset_parameters()
         self.lin2.reset_parameters()
 
+    def draw_noise(self, num_entities: int, generator: torch.Generator = None,
+                   device=None, dtype=None) -> Tensor:
+        """The noise of ``num_entities`` fakes, ``[n, d_z]``."""
+        device = device if device is not None else (generator.device if generator else None)
+        return torch.randn(num_entities, self.noise_channels, generator=generator,
+                           device=device, dtype=dtype)
+
     def forward(self, x_struct: Tensor, generator: torch.Generator = None) -> Tensor:
-        noise = torch.randn(x_struct.size(0), self.noise_channels, generator=generator,
-                            device=x_struct.device, dtype=x_struct.dtype)
+        noise = self.draw_noise(x_struct.size(0), generator, x_struct.device, x_struct.dtype)
         hidden = torch.nn.functional.leaky_relu(self.lin1(torch.cat([noise, x_struct], -1)))
         return self.lin2(hidden)

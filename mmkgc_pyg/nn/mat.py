@@ -39,6 +39,12 @@ class MAT(torch.nn.Module):
         for generator in self.generators.values():
             generator.reset_parameters()
 
+    def draw_noise(self, num_entities: int, generator: torch.Generator) -> None:
+        """Draws (and drops) the noise of one forward pass over ``num_entities`` entities:
+        the random stream then stands where a forward pass would have left it."""
+        for g in self.generators.values():
+            g.draw_noise(num_entities, generator)
+
     def forward(self, model, index: Tensor, train_generators: bool = False,
                 generator: Optional[torch.Generator] = None) -> Tensor:
         """Adversarial joint embeddings ``[n, D]`` of ``model``'s entities ``index``.

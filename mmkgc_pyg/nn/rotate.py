@@ -75,6 +75,10 @@ class RotatE(Scorer):
                        filter_ptr: Tensor, filter_idx: Tensor) -> Tensor:
         return rotate_filtered_ranks(query, entities, target, filter_ptr, filter_idx)
 
+    def max_ranking_queries(self, num_entities: int) -> Optional[int]:
+        # Both paths bound their own memory: the kernel streams tiles, the reference chunks.
+        return None
+
     def topk(self, query: Tensor, entities: Tensor, k: int,
              filter_ptr: Optional[Tensor] = None,
              filter_idx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

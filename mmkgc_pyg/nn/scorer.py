@@ -6,6 +6,9 @@ from torch import Tensor
 
 from mmkgc_pyg.kernels.rotate import rank_from_scores
 
+# Elements of one ranking call's [B, N] score matrix (and its masks): 64 MiB of float32.
+RANKING_BUDGET = 1 << 24
+
 
 class Scorer(torch.nn.Module):
     r"""Base class of the triple score functions :math:`f(h, r, t)` (higher = more
@@ -65,9 +68,19 @@ class Scorer(torch.nn.Module):
 
     def filtered_ranks(self, query: Tensor, entities: Tensor, target: Tensor,
                        filter_ptr: Tensor, filter_idx: Tensor) -> Tensor:
-        """Realistic filtered 1-based ranks ``[B]`` of ``entities[target]``."""
-        scores = self.score_all(query, entities)
+        """Realistic filtered 1-based ranks ``[B]`` of ``entities[target]``.
+
+        Identical entity rows always tie exactly: the scores are computed once per
+        distinct row and shared, because a matrix product may round the same row
+        differently in different tiles (machine- and BLAS-dependent)."""
+        distinct, inverse = torch.unique(entities, dim=0, return_inverse=True)
+        scores = self.score_all(query, distinct)[:, inverse]
         return rank_from_scores(scores, target, filter_ptr, filter_idx)
+
+    def max_ranking_queries(self, num_entities: int) -> Optional[int]:
+        """How many queries one :meth:`filtered_ranks` call may take for its ``[B, N]``
+        temporaries to stay within ``RANKING_BUDGET`` elements (None: no limit)."""
+        return max(1, RANKING_BUDGET // max(1, num_entities))
 
     def topk(self, query: Tensor, entities: Tensor, k: int,
              filter_ptr: Optional[Tensor] = None,

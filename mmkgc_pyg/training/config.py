@@ -9,6 +9,11 @@ class TrainConfig:
 
     ``dim`` is the paper's embedding size: complex dimensions for RotatE and ComplEx
     (entity vectors hold ``2 * dim`` reals), real dimensions for TransE and DistMult.
+    ``eval_batch_size`` caps the queries of one ranking call (0: as many as the scorer's
+    memory budget allows). ``time_budget`` stops training after the first epoch that
+    ends past that many seconds (0: no limit; the last epoch is evaluated). On CUDA,
+    ``tf32`` runs training matmuls on TF32 tensor cores and ``cuda_graph`` replays each
+    full training step as one captured CUDA graph.
     """
     dim: int = 250
     margin: float = 12.0
@@ -27,9 +32,12 @@ class TrainConfig:
     modalities: bool = True
     mat: bool = True
     train_features: bool = True
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 0
     checkpoint_every: int = 0
+    time_budget: float = 0.0
     bf16: bool = False
+    tf32: bool = True
+    cuda_graph: bool = False
     tensorboard: bool = False
 
     @property
@@ -54,8 +62,7 @@ PAPER_PRESETS: Dict[str, Dict] = {
 
 # Sized for the embedded synthetic graph: about a minute on a 2-core CPU.
 SYNTHETIC_PRESET: Dict = dict(dim=32, margin=6.0, negatives=32, batch_size=512, lr=5e-3,
-                              lr_g=1e-3, mu=0.1, epochs=25, eval_every=5, patience=3,
-                              eval_batch_size=512)
+                              lr_g=1e-3, mu=0.1, epochs=25, eval_every=5, patience=3)
 
 
 def preset_for(dataset_name: str) -> Dict:

@@ -4,7 +4,7 @@ import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from mmkgc_pyg.checkpoint import save_checkpoint
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
-from mmkgc_pyg.evaluation.link_prediction import evaluate_link_prediction
+from mmkgc_pyg.evaluation.link_prediction import LinkPredictionQueries, evaluate_link_prediction
 from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig
@@ -53,6 +53,21 @@ class _Loss(torch.nn.Module):
 
 
 @contextmanager
+def tf32_matmuls(device: torch.device, enabled: bool):
+    """TF32 tensor-core matrix products on CUDA while inside (restored after): the wide
+    feature projections run several times faster, with a 10-bit mantissa per input."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+@contextmanager
 def frozen(module: torch.nn.Module):
     """Builds no graph through ``module``'s parameters (so no gradient reaches them)."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -74,7 +89,9 @@ class Trainer:
     scores each positive against its K filtered negatives on the corrupted side and takes
     the self-adversarial sigmoid loss, plus :math:`\mu` times MAT's loss on the three
     adversarial triples (fake head, fake tail, both), then (iii) updates the MAT
-    generators with their own Adam so that their fakes score like positives.
+    generators with their own Adam so that their fakes score like positives (only for
+    :math:`\mu > 0`: at :math:`\mu = 0` they cannot affect the model, so their update is
+    skipped; the run is identical to one that trains them).
 
     No host synchronisation happens inside an epoch: losses are accumulated on the
     device and read once per epoch. Validation runs every ``eval_every`` epochs; the
@@ -110,6 +127,9 @@ class Trainer:
                                         dataset.num_relations).to(self.device)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) \
             if dist.is_available() and dist.is_initialized() else (0, 1)
+        self._graphable = (config.cuda_graph and self.device.type == "cuda"
+                           and self.world_size == 1)
+        self._queries: Dict[str, LinkPredictionQueries] = {}
         # Every rank shuffles alike (the same global batches) but draws its own
         # negatives and noise.
         self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -118,10 +138,17 @@ class Trainer:
         # MAT needs modalities to imitate; its generators train beside the model.
         self.mat = (MAT(model.modalities, model.hidden_channels).to(self.device)
                     if config.mat and model.adamf is not None else None)
+        # On CUDA one fused kernel updates all parameters (the default Adam launches
+        # several per tensor); the CPU keeps the default for bit-for-bit reproducible runs.
+        adam = (dict(fused=True, capturable=self._graphable) if self.device.type == "cuda"
+                else {})
         self.model_optimizer = torch.optim.Adam(
-            [p for p in model.parameters() if p.requires_grad], lr=config.lr)
-        self.generator_optimizer = (torch.optim.Adam(self.mat.parameters(), lr=config.lr_g)
+            [p for p in model.parameters() if p.requires_grad], lr=config.lr, **adam)
+        self.generator_optimizer = (torch.optim.Adam(self.mat.parameters(), lr=config.lr_g,
+                                                     **adam)
                                     if self.mat is not None else None)
+        self._graph = None  # the captured step (CUDA graphs), built on first use
+        self._graph_warmup = 3  # eager steps before capture (optimiser state, autotuning)
         self.model_loss = self._distributed(_Loss(self._model_loss, model))
         self.generator_loss = (self._distributed(_Loss(self._generator_loss, self.mat))
                                if self.mat is not None else None)
@@ -194,17 +221,65 @@ class Trainer:
             fakes = self._fake_scores(batch, real_head, real_tail, True)
         return self._mat_loss(positive, fakes, True)
 
-    def step(self, batch: Tensor):
-        """One model update and, with MAT, one generator update. Returns both losses as
-        0-d tensors (no host synchronisation)."""
+    @property
+    def trains_generators(self) -> bool:
+        """MAT's generators are trained only when their fakes enter the model's loss
+        (``mu > 0``): at ``mu = 0`` they cannot change the model."""
+        return self.mat is not None and self.config.mu > 0
+
+    def step(self, batch: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """One model update and, when :attr:`trains_generators`, one generator update.
+
+        Returns the model loss and the generator loss (None without a generator update)
+        as 0-d tensors, without host synchronisation. With ``cuda_graph`` every full
+        batch after a few eager warm-up steps replays one captured CUDA graph of the
+        whole step (same arithmetic, no per-kernel launch cost)."""
+        if self._graphable and batch.size(0) == self.config.batch_size:
+            if self._graph is not None:
+                self._static_batch.copy_(batch)
+                self._graph.replay()
+                return tuple(None if x is None else x.clone() for x in self._static_losses)
+            if self._graph_warmup == 0:
+                self._capture(batch)
+                return self.step(batch)
+            self._graph_warmup -= 1
+            side = torch.cuda.Stream(self.device)  # warm-up off the capture stream
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                losses = self._eager_step(batch)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return losses
+        return self._eager_step(batch)
+
+    def _eager_step(self, batch: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         loss = self._update(self.model_loss, self.model_optimizer, batch)
-        if self.mat is None:
-            return loss, loss.new_zeros(())
-        return loss, self._update(self.generator_loss, self.generator_optimizer, batch)
+        if self.trains_generators:
+            return loss, self._update(self.generator_loss, self.generator_optimizer, batch)
+        if self.mat is not None:
+            # The generator update would draw this noise from the same stream as the
+            # negatives: draw it anyway, so mu = 0 samples what it always sampled.
+            for _ in ("fake heads", "fake tails"):
+                self.mat.draw_noise(batch.size(0), self.rng)
+        return loss, None
+
+    def _capture(self, batch: Tensor) -> None:
+        """Records one whole step (both updates, optimiser steps included) as a CUDA
+        graph reading ``_static_batch``; the sampling generator advances on each replay."""
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(self.rng)
+        self._static_batch = batch.clone()
+        for optimizer in (self.model_optimizer, self.generator_optimizer):
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            self._static_losses = self._eager_step(self._static_batch)
+        self._graph = graph
 
     def _update(self, loss_fn, optimizer, batch: Tensor) -> Tensor:
-        # Optional bf16 autocast: the projections of wide feature tables dominate.
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16):
+        # Optional bf16 autocast: the projections of wide feature tables dominate. A CUDA
+        # graph replays fixed kernels, so autocast must not cache casts across steps.
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16,
+                            cache_enabled=not self._graphable):
             loss = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,13 +300,17 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         generator_loss_sum = torch.zeros((), device=self.device)
         first_bad_step = torch.full((), -1, device=self.device)
-        for step, index in enumerate(batches):
-            loss, generator_loss = self.step(self.train_triples[index])
-            loss_sum += loss
-            generator_loss_sum += generator_loss
-            # Remember the first non-finite step without synchronising.
-            bad = ~torch.isfinite(loss + generator_loss) & (first_bad_step < 0)
-            first_bad_step = torch.where(bad, step, first_bad_step)
+        with tf32_matmuls(self.device, self.config.tf32):
+            for step, index in enumerate(batches):
+                loss, generator_loss = self.step(self.train_triples[index])
+                loss_sum += loss
+                finite = torch.isfinite(loss)
+                if generator_loss is not None:
+                    generator_loss_sum += generator_loss
+                    finite &= torch.isfinite(generator_loss)
+                # Remember the first non-finite step without synchronising.
+                bad = ~finite & (first_bad_step < 0)
+                first_bad_step = torch.where(bad, step, first_bad_step)
         self.epoch += 1
         if self.world_size > 1:  # one synchronisation per epoch: average the logs
             sums = torch.stack([loss_sum, generator_loss_sum]) / self.world_size
@@ -245,14 +324,19 @@ class Trainer:
                 "(try a lower --lr or --lr-g)")
         seconds = time.perf_counter() - start
         return {"epoch": self.epoch, "loss": loss_sum.item() / len(batches),
-                "generator_loss": generator_loss_sum.item() / len(batches),
+                "generator_loss": (generator_loss_sum.item() / len(batches)
+                                   if self.trains_generators else None),
                 "seconds": seconds, "steps_per_s": len(batches) / seconds}
 
     def evaluate(self, split: str, categories=None, fusion_mask=None) -> Dict:
-        triples = getattr(self.dataset, split)
-        return evaluate_link_prediction(self.model, triples, self.filter_index,
-                                        self.config.eval_batch_size, categories,
-                                        fusion_mask, progress=self.progress)
+        """Filtered metrics of the current model on ``split``; its ranking queries are
+        built once, so repeated evaluations do not synchronise with the host."""
+        if split not in self._queries:
+            triples = getattr(self.dataset, split).to(self.device)
+            self._queries[split] = LinkPredictionQueries.build(triples, self.filter_index)
+        return evaluate_link_prediction(self.model, None, None, self.config.eval_batch_size,
+                                        categories, fusion_mask, progress=self.progress,
+                                        queries=self._queries[split])
 
     def fit(self, on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
         """Trains until ``epochs`` or early stopping; leaves the best weights loaded (on
@@ -264,9 +348,11 @@ class Trainer:
         bar = tqdm(total=cfg.epochs, initial=self.epoch,
                    disable=not self.progress or self.rank != 0,
                    desc="training", unit="epoch")
+        start = time.perf_counter()
         while self.epoch < cfg.epochs and self.evals_without_improvement < cfg.patience:
             record = self.train_epoch()
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            out_of_time = 0 < cfg.time_budget <= time.perf_counter() - start
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or out_of_time:
                 if self.rank == 0:
                     record["valid"] = self.evaluate("valid")
                     self._track_best(record["valid"]["mrr"])
@@ -280,6 +366,8 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}",
                             valid_mrr=f"{self.best_mrr:.4f}" if self.best_state else "-")
+            if out_of_time:
+                break
         bar.close()
         if self.best_state is not None:  # rank 0 only: it alone evaluates
             self.model.load_state_dict(self.best_state)
@@ -310,7 +398,8 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for key in ("loss", "generator_loss", "steps_per_s"):
-                self.tensorboard.add_scalar(f"train/{key}", record[key], record["epoch"])
+                if record[key] is not None:
+                    self.tensorboard.add_scalar(f"train/{key}", record[key], record["epoch"])
             for key, value in record.get("valid", {}).items():
                 if isinstance(value, float):
                     self.tensorboard.add_scalar(f"valid/{key}", value, record["epoch"])

@@ -1,0 +1,282 @@
+"""One-command GPU check: kernel tests on CUDA, ranking, fusion and training speed.
+
+    python benchmarks/gpu_check.py [--dataset DIR/DB15K] [--out check.json]
+    python benchmarks/gpu_check.py --cpu      # tiny sizes, Triton's interpreter (CI)
+
+Run from the project root on a GPU machine (no network needed); prints one Markdown table
+and optionally writes every figure as JSON. Sections (each runs even if another fails):
+
+1. DB15K's full filtered test ranking (19,804 queries, realistic ranks): the first call
+   (compilation, autotuning) and the median of later calls, which must give identical
+   ranks; the kernel alone and the whole evaluation; 256 queries against a float64
+   reference;
+2. the fused AdaMF attention, forward and forward + backward, at N = 1e5 and 1e6 (M = 3,
+   D = 500), as a fraction of the copy bandwidth measured in the same run;
+3. ms per training step and seconds per DB15K epoch at the paper's configuration for
+   each variant of ``workloads.TRAINING_VARIANTS``;
+4. the kernel tests (``tests/test_kernel_*.py`` and the CUDA-only training tests) on the
+   GPU (``--kernel-device cuda``), pass/fail.
+
+The same workloads are timed by ``pytest benchmarks/ --benchmark-only`` (see
+``workloads.py``). ``--cpu`` runs every section at toy sizes on the CPU (the kernels in
+Triton's interpreter, a subset of the kernel tests) so that CI catches a broken script;
+its timings mean nothing.
+"""
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNEL_TESTS = ["tests/test_kernel_adamf_fusion.py", "tests/test_kernel_rotate.py",
+                "tests/test_kernel_rotate_train.py", "tests/test_training_cuda.py"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu", action="store_true",
+                        help="toy sizes on the CPU, Triton kernels interpreted (for CI)")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="DB15K folder (default: random triples of DB15K's sizes)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["tests", "ranking", "fusion", "training"],
+                        help="leave a section out (repeatable)")
+    parser.add_argument("--workers", type=int, default=8,
+                        help="pytest-xdist workers for the kernel tests on a GPU")
+    parser.add_argument("--tests-timeout", type=float, default=240,
+                        help="seconds the kernel tests may take (default 240)")
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+if ARGS.cpu:  # before any Triton kernel is imported (decorated)
+    os.environ["TRITON_INTERPRET"] = "1"
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import workloads  # noqa: E402
+from mmkgc_pyg.evaluation import LinkPredictionQueries, evaluate_link_prediction  # noqa: E402
+from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion  # noqa: E402
+from mmkgc_pyg.kernels.rotate import rotate_filtered_ranks_reference  # noqa: E402
+
+if ARGS.cpu:
+    DEVICE = torch.device("cpu")
+    FUSION_SIZES, FUSION_M, FUSION_D = (64, 256), 3, 20
+    TINY = dict(entities=300, relations=7, train=2_000, valid=60, test=60)
+    DATASET_SIZES, FEATURE_SIZES = TINY, {"visual": 48, "textual": 16}
+    CONFIG = replace(workloads.PAPER_CONFIG, dim=8, negatives=8, batch_size=256)
+    EPOCHS, RANK_REPEATS, FUSION_REPEATS, REFERENCE_QUERIES = 1, 2, 2, 16
+else:
+    if not torch.cuda.is_available():
+        sys.exit("gpu_check: no CUDA device (use --cpu for the CPU mode)")
+    DEVICE = torch.device("cuda")
+    FUSION_SIZES, FUSION_M, FUSION_D = (100_000, 1_000_000), 3, 500
+    DATASET_SIZES, FEATURE_SIZES = None, None  # DB15K's, the paper's
+    CONFIG = workloads.PAPER_CONFIG
+    EPOCHS, RANK_REPEATS, FUSION_REPEATS, REFERENCE_QUERIES = 3, 10, 20, 256
+
+
+def run_section(results, name, fn):
+    """Runs one section and records its figures or its error: a failure never stops
+    the check."""
+    start = time.perf_counter()
+    print(f"== {name}", flush=True)
+    try:
+        results[name] = fn()
+    except Exception as exc:  # the check reports every failure and goes on
+        traceback.print_exc()
+        results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    results[name]["section_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(results[name], indent=1), flush=True)
+
+
+def kernel_tests():
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+               "--kernel-device", DEVICE.type, *KERNEL_TESTS]
+    if ARGS.cpu:
+        command += ["-k", "empty or exact_ties"]  # the plumbing only: CI runs them all
+    elif ARGS.workers > 1:
+        try:
+            import xdist  # noqa: F401
+            command += ["-n", str(ARGS.workers)]
+        except ImportError:
+            pass
+    try:
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                              timeout=ARGS.tests_timeout)
+    except subprocess.TimeoutExpired as exc:
+        print((exc.stdout or b"")[-6000:], flush=True)
+        raise RuntimeError(f"the kernel tests took over {ARGS.tests_timeout:g} s") from None
+    print(proc.stdout[-6000:], proc.stderr[-3000:], flush=True)
+    summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", summary)}
+    return {"ok": proc.returncode == 0, **counts, "summary": summary,
+            "command": " ".join(command[1:])}
+
+
+@contextlib.contextmanager
+def triton_kernels():
+    """In the CPU mode, the timed kernels are the Triton ones too (interpreted)."""
+    if not ARGS.cpu:
+        yield
+        return
+    os.environ["MMKGC_KERNELS"] = "triton"
+    try:
+        yield
+    finally:
+        os.environ.pop("MMKGC_KERNELS")
+
+
+def ranking():
+    with triton_kernels():
+        return _ranking()
+
+
+def _ranking():
+    dataset = workloads.paper_scale_dataset(ARGS.dataset, sizes=DATASET_SIZES,
+                                            feature_sizes=FEATURE_SIZES)
+    trainer = workloads.make_trainer(dataset, CONFIG, DEVICE)
+    model = trainer.model.eval()
+    queries = LinkPredictionQueries.build(dataset.test.to(DEVICE), trainer.filter_index)
+    with torch.no_grad():
+        joint, _ = model.entity_embeddings()
+        vectors = queries.vectors(model.scorer, joint)
+
+        def rank():
+            return model.scorer.filtered_ranks(vectors, joint, queries.target,
+                                               queries.filter_ptr, queries.filter_idx)
+
+        outputs = []
+        [first_s] = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, 1)
+        first = outputs.pop()
+        times = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, RANK_REPEATS)
+        identical = all(torch.equal(first, later) for later in outputs)
+        evaluation = workloads.time_calls(
+            lambda: evaluate_link_prediction(model, None, None, queries=queries), DEVICE,
+            max(2, RANK_REPEATS // 2))
+        # A float64 reference for the first queries (exact ties are rare with random data).
+        count = min(REFERENCE_QUERIES, len(queries))
+        ptr = queries.filter_ptr[:count + 1]
+        reference = rotate_filtered_ranks_reference(
+            vectors[:count].double(), joint.double(), queries.target[:count], ptr,
+            queries.filter_idx[:int(ptr[-1])])
+        difference = (first[:count].double() - reference.double()).abs()
+    return {"dataset": str(ARGS.dataset or "random, DB15K-sized"), "queries": len(queries),
+            "entities": joint.size(0), "complex_dims": joint.size(1) // 2,
+            "first_call_ms": round(1e3 * first_s, 2),
+            "median_ms": round(1e3 * workloads.median(times), 2),
+            "later_calls_identical": identical,
+            "evaluate_median_ms": round(1e3 * workloads.median(evaluation), 2),
+            "reference_queries": count,
+            "reference_equal": int((difference == 0).sum()),
+            "reference_max_abs_diff": float(difference.max()) if count else 0.0}
+
+
+def fusion():
+    with triton_kernels():
+        return _fusion()
+
+
+def _fusion():
+    copy = workloads.copy_bandwidth(DEVICE, elements=2**28 if not ARGS.cpu else 2**20)
+    rows = {"copy_GBps": round(copy / 1e9, 1)}
+    for n in FUSION_SIZES:
+        inputs = workloads.fusion_inputs(n, FUSION_M, FUSION_D, DEVICE)
+        forward, forward_backward = workloads.fusion_runners(adamf_fusion, *inputs)
+        for name, fn, nbytes in (
+                ("fwd", forward, workloads.fusion_forward_bytes(n, FUSION_M, FUSION_D)),
+                ("fwd+bwd", forward_backward,
+                 workloads.fusion_forward_bytes(n, FUSION_M, FUSION_D)
+                 + workloads.fusion_backward_bytes(n, FUSION_M, FUSION_D))):
+            fn()  # compile
+            seconds = workloads.median(workloads.time_calls(fn, DEVICE, FUSION_REPEATS))
+            rows[f"N={n} {name}"] = {"ms": round(1e3 * seconds, 3),
+                                     "GBps": round(nbytes / seconds / 1e9, 1),
+                                     "fraction_of_copy": round(nbytes / seconds / copy, 3)}
+        del inputs, forward, forward_backward
+    return rows
+
+
+def training():
+    dataset = workloads.paper_scale_dataset(ARGS.dataset, sizes=DATASET_SIZES,
+                                            feature_sizes=FEATURE_SIZES)
+    rows = {}
+    for name, (changes, modalities) in workloads.TRAINING_VARIANTS.items():
+        if ARGS.cpu and changes.get("cuda_graph"):
+            rows[name] = {"skipped": "CUDA only"}
+            continue
+        try:
+            trainer = workloads.make_trainer(dataset, replace(CONFIG, **changes), DEVICE,
+                                             modalities)
+            figures = workloads.time_epochs(trainer, EPOCHS)
+            rows[name] = {"step_ms": round(figures["step_ms"], 3),
+                          "epoch_s": round(figures["epoch_s"], 4),
+                          "loss": round(figures["loss"], 6),
+                          "steps_per_epoch": workloads.steps_per_epoch(trainer)}
+        except Exception as exc:
+            traceback.print_exc()
+            rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            trainer = None
+            if DEVICE.type == "cuda":
+                torch.cuda.empty_cache()
+        print(name, rows[name], flush=True)
+    return rows
+
+
+def table(results) -> str:
+    lines = ["| check | result |", "|---|---|"]
+    for name, figures in results.items():
+        if name == "environment":
+            continue
+        if "error" in figures:
+            lines.append(f"| {name} | ERROR {figures['error']} |")
+            continue
+        for key, value in figures.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
+            lines.append(f"| {name}: {key} | {value} |")
+    return "\n".join(lines)
+
+
+def main():
+    results = {"environment": {
+        "device": (torch.cuda.get_device_name() if DEVICE.type == "cuda"
+                   else platform.processor() or platform.machine()),
+        "torch": torch.__version__, "python": platform.python_version(),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv), "mode": "cpu (toy sizes)" if ARGS.cpu else "gpu"}}
+    try:
+        import triton
+        results["environment"]["triton"] = triton.__version__
+    except ImportError:
+        pass
+    # The timings first: the tests compile many kernel variants and take longest.
+    sections = (("ranking", "DB15K filtered test ranking", ranking),
+                ("fusion", "AdaMF fusion", fusion),
+                ("training", "training, paper configuration", training),
+                ("tests", "kernel tests", kernel_tests))
+    for key, name, fn in sections:
+        if key not in ARGS.skip:
+            run_section(results, name, fn)
+            if ARGS.out is not None:  # after every section: a killed run keeps the rest
+                ARGS.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results["environment"]))
+    print(table(results))
+    failed = [n for n, r in results.items() if "error" in r or r.get("ok") is False]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The timed workloads, shared by the pytest-benchmark suite and ``gpu_check.py``.
+
+Each workload is built here once, so the one-command GPU check and
+``pytest benchmarks/ --benchmark-only`` time exactly the same code:
+
+* the device's copy bandwidth (the roofline of the memory-bound fusion);
+* the fused AdaMF attention, forward and forward + backward;
+* DB15K's full filtered test ranking (both directions, realistic ranks);
+* training epochs at the paper's DB15K configuration, in several variants.
+
+The paper-scale graph is DB15K's real triples when a folder is given (else random
+triples of DB15K's sizes), always with random modality features of the paper's sizes
+(visual 4096-d, textual 768-d; 80 % of entities have each), since the paper's feature
+files are not redistributable.
+"""
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from mmkgc_pyg.data.kg import KGDataset
+from mmkgc_pyg.nn import MMKGCModel
+from mmkgc_pyg.training import TrainConfig, Trainer
+
+DB15K_SIZES = dict(entities=12_842, relations=279, train=79_222, valid=9_904, test=9_902)
+PAPER_FEATURES = {"visual": 4096, "textual": 768}
+# The paper's DB15K configuration, with MAT's loss on (mu = 0.1) so that every part runs.
+PAPER_CONFIG = TrainConfig(dim=250, margin=12.0, negatives=128, batch_size=1024, lr=1e-4,
+                           mu=0.1)
+
+# name -> (changes to PAPER_CONFIG, whether the model has modalities)
+TRAINING_VARIANTS: Dict[str, tuple] = {
+    "default (TF32)": ({}, True),
+    "fp32 (--no-tf32)": ({"tf32": False}, True),
+    "--no-mat": ({"mat": False}, True),
+    "--no-modalities": ({}, False),
+    "--bf16": ({"bf16": True}, True),
+    "--cuda-graph": ({"cuda_graph": True}, True),
+    "--cuda-graph --bf16": ({"cuda_graph": True, "bf16": True}, True),
+}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, repeats: int) -> List[float]:
+    """Seconds of each of ``repeats`` calls (CUDA events on a GPU)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def median(values: List[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+# ----------------------------------------------------------------------------- bandwidth
+def copy_bandwidth(device: torch.device, elements: int = 2**28, repeats: int = 20) -> float:
+    """Device-to-device copy bandwidth in bytes/s, counting bytes read and written (1 GiB
+    of float32 by default)."""
+    src = torch.empty(elements, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    seconds = median(time_calls(lambda: dst.copy_(src), device, repeats))
+    return 2 * src.numel() * src.element_size() / seconds
+
+
+# ----------------------------------------------------------------------------- fusion
+def fusion_inputs(n: int, m: int, d: int, device: torch.device, seed: int = 0):
+    """Random ``embs [n, m, d]``, ``attn [d]``, ``mask [n, m]``, ``grad_joint [n, d]``."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    embs = torch.randn(n, m, d, generator=gen, device=device)
+    attn = torch.randn(d, generator=gen, device=device) / d**0.5
+    mask = torch.rand(n, m, generator=gen, device=device) < 0.8
+    grad_joint = torch.randn(n, d, generator=gen, device=device)
+    return embs, attn, mask, grad_joint
+
+
+def fusion_forward_bytes(n: int, m: int, d: int) -> int:
+    """Least traffic of a fused forward: read embs and mask, write joint and weights."""
+    return 4 * n * m * d + n * m + 4 * n * d + 4 * n * m
+
+
+def fusion_backward_bytes(n: int, m: int, d: int) -> int:
+    """Least traffic of a fused backward: read embs, grad_joint and weights, write
+    grad_embs (the attention-gradient partials are O(d))."""
+    return 2 * 4 * n * m * d + 4 * n * d + 4 * n * m
+
+
+def fusion_runners(fusion, embs, attn, mask, grad_joint):
+    """(forward, forward + backward) closures of a fusion function on these inputs."""
+    leaf_embs = embs.detach().requires_grad_()
+    leaf_attn = attn.detach().requires_grad_()
+
+    def forward():
+        with torch.no_grad():
+            fusion(embs, attn, mask)
+
+    def forward_backward():
+        joint, _ = fusion(leaf_embs, leaf_attn, mask)
+        torch.autograd.grad(joint, (leaf_embs, leaf_attn), grad_joint)
+
+    return forward, forward_backward
+
+
+# ----------------------------------------------------------------------------- datasets
+def paper_scale_dataset(folder: Optional[Path] = None, seed: int = 0,
+                        sizes: Optional[Dict[str, int]] = None,
+                        feature_sizes: Optional[Dict[str, int]] = None) -> KGDataset:
+    """DB15K's triples (from ``folder``, else random triples of ``sizes``) with random
+    features of ``feature_sizes`` (default: the paper's) for 80 % of the entities each."""
+    g = torch.Generator().manual_seed(seed)
+    if folder is not None:
+        from mmkgc_pyg.data import load_openke
+        base = load_openke(folder, features={})
+        base = replace(base, features={}, masks={})
+    else:
+        sizes = sizes or DB15K_SIZES
+        n, r = sizes["entities"], sizes["relations"]
+
+        def triples(count):
+            return torch.stack([torch.randint(n, (count,), generator=g),
+                                torch.randint(r, (count,), generator=g),
+                                torch.randint(n, (count,), generator=g)], 1)
+
+        base = KGDataset("DB15K-sized", n, r, triples(sizes["train"]), triples(sizes["valid"]),
+                         triples(sizes["test"]), [f"e{i}" for i in range(n)],
+                         [f"r{i}" for i in range(r)])
+    n = base.num_entities
+    masks = {m: torch.rand(n, generator=g) < 0.8 for m in (feature_sizes or PAPER_FEATURES)}
+    features = {m: torch.randn(n, d, generator=g) * masks[m][:, None]
+                for m, d in (feature_sizes or PAPER_FEATURES).items()}
+    return replace(base, features=features, masks=masks)
+
+
+def make_trainer(dataset: KGDataset, config: TrainConfig, device: torch.device,
+                 modalities: bool = True) -> Trainer:
+    torch.manual_seed(config.seed)
+    features = {m: dataset.features[m] for m in dataset.modalities} if modalities else None
+    model = MMKGCModel(dataset.num_entities, dataset.num_relations, config.hidden_channels,
+                       features, dataset.masks, margin=config.margin).to(device)
+    return Trainer(model, dataset, config, progress=False)
+
+
+def steps_per_epoch(trainer: Trainer) -> int:
+    return math.ceil(trainer.train_triples.size(0) / trainer.config.batch_size)
+
+
+def time_epochs(trainer: Trainer, epochs: int, warmup: int = 1) -> Dict[str, float]:
+    """Median seconds per epoch after ``warmup`` epochs (compilation, autotuning, graph
+    capture), ms per step, and the last epoch's mean loss."""
+    for _ in range(warmup):
+        trainer.train_epoch()
+    records = [trainer.train_epoch() for _ in range(epochs)]  # each ends with one sync
+    seconds = median([r["seconds"] for r in records])
+    return {"epoch_s": seconds, "step_ms": 1e3 * seconds / steps_per_epoch(trainer),
+            "loss": records[-1]["loss"]}
