@@ -41,9 +41,11 @@ def last_epoch(run_dir: Path) -> int:
     return json.loads(lines[-1])["epoch"] if lines else 0
 
 
-def run_dataset(folder: Path, out: Path, common, mus, quiet: bool):
+def run_dataset(folder: Path, out: Path, common, mus, quiet: bool,
+                structure_only: bool = False):
     """Yields one result row per trained or evaluated configuration."""
-    has_modalities = bool(discover_feature_files(folder, folder.resolve().name))
+    has_modalities = (bool(discover_feature_files(folder, folder.resolve().name))
+                      and not structure_only)
     for label, flags in configurations(has_modalities, mus):
         run_dir = out / folder.name / re.sub(r"[^a-z0-9.]+", "-", label.lower()).strip("-")
         args = ["--dataset", str(folder), "--out", str(run_dir), *flags, *common]
@@ -80,12 +82,15 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--mu", type=float, nargs="+", default=[0.1],
                         help="MAT weights of the AdaMF-MAT runs (default 0.1)")
+    parser.add_argument("--no-modalities-only", action="store_true",
+                        help="train the structure-only baseline alone")
     parser.add_argument("--quiet", action="store_true")
     args, common = parser.parse_known_args(argv)
     common = [a for a in common if a != "--"]
     results = []
     for folder in args.datasets:
-        for row in run_dataset(folder, args.out, common, args.mu, args.quiet):
+        for row in run_dataset(folder, args.out, common, args.mu, args.quiet,
+                               args.no_modalities_only):
             results.append({"dataset": folder.name, **row})
             atomic_write_text(args.out / "results.md", render(results))
             atomic_write_json(args.out / "results.json", results)

@@ -49,10 +49,13 @@ def parse_args(argv=None):
                         help="DB15K folder (default: random triples of DB15K's sizes)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["tests", "ranking", "fusion", "training"],
+                        choices=["tests", "ranking", "fusion", "training", "profile"],
                         help="leave a section out (repeatable)")
     parser.add_argument("--workers", type=int, default=8,
                         help="pytest-xdist workers for the kernel tests on a GPU")
+    parser.add_argument("--profile", metavar="VARIANT", default=None,
+                        help="also profile one eager training step of this variant of "
+                             "workloads.TRAINING_VARIANTS: its top CUDA kernels")
     parser.add_argument("--tests-timeout", type=float, default=240,
                         help="seconds the kernel tests may take (default 240)")
     return parser.parse_args(argv)
@@ -66,9 +69,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import workloads  # noqa: E402
-from mmkgc_pyg.evaluation import LinkPredictionQueries, evaluate_link_prediction  # noqa: E402
 from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion  # noqa: E402
 from mmkgc_pyg.kernels.rotate import rotate_filtered_ranks_reference  # noqa: E402
+from mmkgc_pyg.training.trainer import tf32_matmuls  # noqa: E402
 
 if ARGS.cpu:
     DEVICE = torch.device("cpu")
@@ -146,32 +149,22 @@ def ranking():
 def _ranking():
     dataset = workloads.paper_scale_dataset(ARGS.dataset, sizes=DATASET_SIZES,
                                             feature_sizes=FEATURE_SIZES)
-    trainer = workloads.make_trainer(dataset, CONFIG, DEVICE)
-    model = trainer.model.eval()
-    queries = LinkPredictionQueries.build(dataset.test.to(DEVICE), trainer.filter_index)
+    rank, evaluate, queries, vectors, joint = workloads.filtered_test_ranking(
+        dataset, CONFIG, DEVICE)
+    outputs = []
+    [first_s] = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, 1)
+    first = outputs.pop()
+    times = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, RANK_REPEATS)
+    identical = all(torch.equal(first, later) for later in outputs)
+    evaluation = workloads.time_calls(evaluate, DEVICE, max(2, RANK_REPEATS // 2))
+    # A float64 reference for the first queries (exact ties are rare with random data).
+    count = min(REFERENCE_QUERIES, len(queries))
+    ptr = queries.filter_ptr[:count + 1]
     with torch.no_grad():
-        joint, _ = model.entity_embeddings()
-        vectors = queries.vectors(model.scorer, joint)
-
-        def rank():
-            return model.scorer.filtered_ranks(vectors, joint, queries.target,
-                                               queries.filter_ptr, queries.filter_idx)
-
-        outputs = []
-        [first_s] = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, 1)
-        first = outputs.pop()
-        times = workloads.time_calls(lambda: outputs.append(rank()), DEVICE, RANK_REPEATS)
-        identical = all(torch.equal(first, later) for later in outputs)
-        evaluation = workloads.time_calls(
-            lambda: evaluate_link_prediction(model, None, None, queries=queries), DEVICE,
-            max(2, RANK_REPEATS // 2))
-        # A float64 reference for the first queries (exact ties are rare with random data).
-        count = min(REFERENCE_QUERIES, len(queries))
-        ptr = queries.filter_ptr[:count + 1]
         reference = rotate_filtered_ranks_reference(
             vectors[:count].double(), joint.double(), queries.target[:count], ptr,
             queries.filter_idx[:int(ptr[-1])])
-        difference = (first[:count].double() - reference.double()).abs()
+    difference = (first[:count].double() - reference.double()).abs()
     return {"dataset": str(ARGS.dataset or "random, DB15K-sized"), "queries": len(queries),
             "entities": joint.size(0), "complex_dims": joint.size(1) // 2,
             "first_call_ms": round(1e3 * first_s, 2),
@@ -213,9 +206,6 @@ def training():
                                             feature_sizes=FEATURE_SIZES)
     rows = {}
     for name, (changes, modalities) in workloads.TRAINING_VARIANTS.items():
-        if ARGS.cpu and changes.get("cuda_graph"):
-            rows[name] = {"skipped": "CUDA only"}
-            continue
         try:
             trainer = workloads.make_trainer(dataset, replace(CONFIG, **changes), DEVICE,
                                              modalities)
@@ -233,6 +223,34 @@ def training():
                 torch.cuda.empty_cache()
         print(name, rows[name], flush=True)
     return rows
+
+
+def profile():
+    """CUDA time per kernel of one eager training step: where the step's time goes."""
+    changes, modalities = workloads.TRAINING_VARIANTS[ARGS.profile]
+    dataset = workloads.paper_scale_dataset(ARGS.dataset, sizes=DATASET_SIZES,
+                                            feature_sizes=FEATURE_SIZES)
+    trainer = workloads.make_trainer(dataset, replace(CONFIG, **changes), DEVICE, modalities)
+    batch = trainer.train_triples[:CONFIG.batch_size]
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if DEVICE.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with tf32_matmuls(DEVICE, trainer.config.tf32):  # as train_epoch runs the steps
+        for _ in range(3):
+            trainer._eager_step(batch)
+        workloads.synchronize(DEVICE)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(5):
+                trainer._eager_step(batch)  # eager: a replayed graph shows as one event
+            workloads.synchronize(DEVICE)
+    events = [e for e in prof.key_averages() if e.device_type.name == DEVICE.type.upper()]
+    key = "self_device_time_total" if DEVICE.type == "cuda" else "self_cpu_time_total"
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events) / 5 / 1e3
+    print(prof.key_averages().table(sort_by=key, row_limit=30))
+    return {"variant": ARGS.profile, "device_ms_per_step": round(total, 3),
+            **{e.key[:70]: f"{getattr(e, key) / 5 / 1e3:.3f} ms x{e.count // 5}"
+               for e in events[:25]}}
 
 
 def table(results) -> str:
@@ -267,6 +285,8 @@ def main():
                 ("fusion", "AdaMF fusion", fusion),
                 ("training", "training, paper configuration", training),
                 ("tests", "kernel tests", kernel_tests))
+    if ARGS.profile:
+        sections = (("profile", f"profile of one step ({ARGS.profile})", profile), *sections)
     for key, name, fn in sections:
         if key not in ARGS.skip:
             run_section(results, name, fn)

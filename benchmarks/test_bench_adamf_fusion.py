@@ -12,7 +12,8 @@ minimum traffic of a fused implementation (fp32, N entities, M modalities, D dim
 The reference moves more bytes than that (it materialises ``tanh(embs)`` and more), so
 for it the figure is an effective bandwidth that compares times directly.
 ``fraction_of_copy_bandwidth`` divides by the bandwidth of a 1 GiB device-to-device
-copy (bytes read + written) measured once per module, as in docs/anchors.md.
+copy (bytes read + written) measured once per module, as in docs/anchors.md. Inputs,
+byte counts and the copy are ``workloads.py``'s, shared with ``gpu_check.py``.
 
 Run: ``pytest benchmarks/test_bench_adamf_fusion.py --benchmark-only``. Without CUDA only
 the smallest reference cases run.
@@ -20,74 +21,22 @@ the smallest reference cases run.
 import pytest
 import torch
 
+import workloads
 from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion, adamf_fusion_reference
 
 M, D = 3, 500
-SIZES = [
-    12_842,  # DB15K's entity count
-    pytest.param(100_000, marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="N >= 1e5 runs on CUDA only (CPU too slow)")),
-    pytest.param(1_000_000, marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason="N >= 1e5 runs on CUDA only (CPU too slow)")),
-]
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="Triton kernels are benchmarked on CUDA only")
-
-
-def sync():
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def forward_bytes(n: int) -> int:
-    return 4 * n * M * D + n * M + 4 * n * D + 4 * n * M
-
-
-def backward_bytes(n: int) -> int:
-    return 2 * 4 * n * M * D + 4 * n * D + 4 * n * M
+ON_CUDA = torch.cuda.is_available()
+CUDA_ONLY = pytest.mark.skipif(not ON_CUDA, reason="N >= 1e5 runs on CUDA only (CPU too slow)")
+SIZES = [12_842, pytest.param(100_000, marks=CUDA_ONLY), pytest.param(1_000_000, marks=CUDA_ONLY)]
+DEVICE = torch.device("cuda" if ON_CUDA else "cpu")
+needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="Triton kernels are benchmarked on CUDA only")
+PATHS = [pytest.param("triton", marks=needs_cuda), "reference"]
 
 
 @pytest.fixture(scope="module")
-def copy_gbps():
-    """Device-to-device copy bandwidth in GB/s (read + write), or None without CUDA."""
-    if DEVICE.type != "cuda":
-        return None
-    src = torch.empty(2**28, device=DEVICE)  # 1 GiB
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(20):
-        start.record()
-        dst.copy_(src)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return 2 * src.numel() * 4 / sorted(times)[len(times) // 2] / 1e9
-
-
-def make_inputs(n: int):
-    gen = torch.Generator(device=DEVICE).manual_seed(0)
-    embs = torch.randn(n, M, D, generator=gen, device=DEVICE)
-    attn = torch.randn(D, generator=gen, device=DEVICE) / D**0.5
-    mask = torch.rand(n, M, generator=gen, device=DEVICE) < 0.8
-    grad_joint = torch.randn(n, D, generator=gen, device=DEVICE)
-    return embs, attn, mask, grad_joint
-
-
-def record(benchmark, nbytes: int, copy_gbps):
-    benchmark.extra_info["bytes"] = nbytes
-    if benchmark.stats is None:  # --benchmark-disable
-        return
-    gbps = nbytes / benchmark.stats.stats.median / 1e9
-    benchmark.extra_info["GB/s"] = round(gbps, 1)
-    if copy_gbps:
-        benchmark.extra_info["copy GB/s"] = round(copy_gbps, 1)
-        benchmark.extra_info["fraction_of_copy_bandwidth"] = round(gbps / copy_gbps, 3)
-
-
-PATHS = [pytest.param("triton", marks=needs_cuda), "reference"]
+def copy_bandwidth():
+    """Device-to-device copy bandwidth in bytes/s (read + write), or None without CUDA."""
+    return workloads.copy_bandwidth(DEVICE) if ON_CUDA else None
 
 
 @pytest.fixture
@@ -98,49 +47,49 @@ def fusion(request, monkeypatch):
     return adamf_fusion_reference
 
 
+def record(benchmark, nbytes: int, copy_bandwidth):
+    benchmark.extra_info["bytes"] = nbytes
+    if benchmark.stats is None:  # --benchmark-disable
+        return
+    rate = nbytes / benchmark.stats.stats.median
+    benchmark.extra_info["GB/s"] = round(rate / 1e9, 1)
+    if copy_bandwidth:
+        benchmark.extra_info["copy GB/s"] = round(copy_bandwidth / 1e9, 1)
+        benchmark.extra_info["fraction_of_copy_bandwidth"] = round(rate / copy_bandwidth, 3)
+
+
+def timed(fn):
+    def run():
+        fn()
+        workloads.synchronize(DEVICE)
+    return run
+
+
 @pytest.mark.parametrize("fusion", PATHS, indirect=True)
 @pytest.mark.parametrize("n", SIZES)
-def test_forward(benchmark, fusion, n, copy_gbps):
+def test_forward(benchmark, fusion, n, copy_bandwidth):
     benchmark.group = f"adamf_fusion N={n}"
-    embs, attn, mask, _ = make_inputs(n)
-
-    def run():
-        with torch.no_grad():
-            fusion(embs, attn, mask)
-        sync()
-
-    benchmark(run)
-    record(benchmark, forward_bytes(n), copy_gbps)
+    forward, _ = workloads.fusion_runners(fusion, *workloads.fusion_inputs(n, M, D, DEVICE))
+    benchmark(timed(forward))
+    record(benchmark, workloads.fusion_forward_bytes(n, M, D), copy_bandwidth)
 
 
 @pytest.mark.parametrize("fusion", PATHS, indirect=True)
 @pytest.mark.parametrize("n", SIZES)
-def test_forward_backward(benchmark, fusion, n, copy_gbps):
+def test_forward_backward(benchmark, fusion, n, copy_bandwidth):
     benchmark.group = f"adamf_fusion N={n}"
-    embs, attn, mask, grad_joint = make_inputs(n)
-    embs.requires_grad_()
-    attn.requires_grad_()
-
-    def run():
-        joint, _ = fusion(embs, attn, mask)
-        torch.autograd.grad(joint, (embs, attn), grad_joint)
-        sync()
-
-    benchmark(run)
-    record(benchmark, forward_bytes(n) + backward_bytes(n), copy_gbps)
+    _, both = workloads.fusion_runners(fusion, *workloads.fusion_inputs(n, M, D, DEVICE))
+    benchmark(timed(both))
+    record(benchmark, workloads.fusion_forward_bytes(n, M, D)
+           + workloads.fusion_backward_bytes(n, M, D), copy_bandwidth)
 
 
 @needs_cuda
 @pytest.mark.parametrize("n", SIZES)
-def test_copy_roofline(benchmark, n, copy_gbps):
+def test_copy_roofline(benchmark, n, copy_bandwidth):
     """A device-to-device copy of embs' size: the speed of light for this group."""
     benchmark.group = f"adamf_fusion N={n}"
     src = torch.randn(n, M, D, device=DEVICE)
     dst = torch.empty_like(src)
-
-    def run():
-        dst.copy_(src)
-        sync()
-
-    benchmark(run)
-    record(benchmark, 2 * src.numel() * 4, copy_gbps)
+    benchmark(timed(lambda: dst.copy_(src)))
+    record(benchmark, 2 * src.numel() * 4, copy_bandwidth)

@@ -7,6 +7,10 @@
 * ``rotate scores``: the same queries' full ``[B, N]`` score matrix.
 * ``rotate training``: forward + backward of one training step's candidate scores,
   B = 1024 queries x C = 129 candidates (1 positive + 128 negatives) over the same entities.
+* ``DB15K filtered test``: ``workloads.filtered_test_ranking`` -- a model at the paper's
+  configuration ranks DB15K's whole test (real triples and filters when ``MMKGC_DB15K``
+  names the folder) in one call, alone and as the whole ``evaluate_link_prediction``
+  (the rows of ``gpu_check.py``); on the CPU the first ``CPU_QUERIES // 2`` test triples.
 
 ``extra_info`` reports queries/s and complex moduli/s (``B * N * k / time``; for training
 ``2 * B * C * k / time``, forward and backward each take one per pair and dim).
@@ -16,8 +20,13 @@ Without CUDA the Triton cases skip, and the references run on a documented subse
 the full reference ranking takes many minutes on a CPU.
 Run: ``pytest benchmarks/test_bench_rotate.py --benchmark-only``.
 """
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+import workloads
 
 from mmkgc_pyg.kernels.rotate import (rotate_filtered_ranks, rotate_filtered_ranks_reference,
                                       rotate_scores, rotate_scores_reference)
@@ -116,3 +125,25 @@ def test_training_forward_backward(benchmark, path, monkeypatch):
         sync()
 
     measure(benchmark, path, run, 2 * BATCH * CANDIDATES * K, BATCH)
+
+
+@pytest.fixture(scope="module")
+def db15k_test():
+    folder = os.environ.get("MMKGC_DB15K")
+    dataset = workloads.paper_scale_dataset(Path(folder) if folder else None)
+    return workloads.filtered_test_ranking(dataset, workloads.PAPER_CONFIG, DEVICE,
+                                           None if ON_CUDA else CPU_QUERIES // 2)
+
+
+@pytest.mark.parametrize("what", ["ranking", "evaluate_link_prediction"])
+def test_db15k_filtered_test(benchmark, what, db15k_test):
+    rank, evaluate, queries = db15k_test[:3]
+    benchmark.group = f"DB15K filtered test ({len(queries)} queries)"
+    fn = rank if what == "ranking" else evaluate
+
+    def run():
+        fn()
+        sync()
+
+    path = "triton" if ON_CUDA else "reference"
+    measure(benchmark, path, run, len(queries) * N * K, len(queries))

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from mmkgc_pyg.data.kg import KGDataset
+from mmkgc_pyg.evaluation import LinkPredictionQueries, evaluate_link_prediction
 from mmkgc_pyg.nn import MMKGCModel
 from mmkgc_pyg.training import TrainConfig, Trainer
 
@@ -33,13 +34,13 @@ PAPER_CONFIG = TrainConfig(dim=250, margin=12.0, negatives=128, batch_size=1024,
 
 # name -> (changes to PAPER_CONFIG, whether the model has modalities)
 TRAINING_VARIANTS: Dict[str, tuple] = {
-    "default (TF32)": ({}, True),
-    "fp32 (--no-tf32)": ({"tf32": False}, True),
+    "default (CUDA graph, TF32)": ({}, True),
+    "--no-cuda-graph": ({"cuda_graph": False}, True),
+    "--no-tf32": ({"tf32": False}, True),
+    "--bf16": ({"bf16": True}, True),
+    "--mu 0 (released scripts)": ({"mu": 0.0}, True),
     "--no-mat": ({"mat": False}, True),
     "--no-modalities": ({}, False),
-    "--bf16": ({"bf16": True}, True),
-    "--cuda-graph": ({"cuda_graph": True}, True),
-    "--cuda-graph --bf16": ({"cuda_graph": True, "bf16": True}, True),
 }
 
 
@@ -171,3 +172,29 @@ def time_epochs(trainer: Trainer, epochs: int, warmup: int = 1) -> Dict[str, flo
     seconds = median([r["seconds"] for r in records])
     return {"epoch_s": seconds, "step_ms": 1e3 * seconds / steps_per_epoch(trainer),
             "loss": records[-1]["loss"]}
+
+
+# ----------------------------------------------------------------------------- ranking
+def filtered_test_ranking(dataset: KGDataset, config: TrainConfig, device: torch.device,
+                          num_triples: Optional[int] = None):
+    """The full filtered test of a freshly initialised model at ``config``: returns
+    ``(rank, evaluate, queries, vectors, joint)``, where ``rank()`` ranks every query of
+    both directions in one scorer call (from cached joint embeddings) and ``evaluate()``
+    runs the whole :func:`evaluate_link_prediction` (fusion, queries, ranks, metrics)."""
+    trainer = make_trainer(dataset, config, device)
+    model = trainer.model.eval()
+    test = dataset.test[:num_triples].to(device)
+    queries = LinkPredictionQueries.build(test, trainer.filter_index)
+    with torch.no_grad():
+        joint, _ = model.entity_embeddings()
+        vectors = queries.vectors(model.scorer, joint)
+
+    @torch.no_grad()
+    def rank():
+        return model.scorer.filtered_ranks(vectors, joint, queries.target, queries.filter_ptr,
+                                           queries.filter_idx)
+
+    def evaluate():
+        return evaluate_link_prediction(model, None, None, queries=queries)
+
+    return rank, evaluate, queries, vectors, joint

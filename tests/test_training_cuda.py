@@ -12,7 +12,7 @@ from mmkgc_pyg.training import TrainConfig, Trainer
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CONFIG = TrainConfig(dim=8, margin=6.0, negatives=5, batch_size=32, lr=1e-2, lr_g=1e-2,
-                     mu=0.5)
+                     mu=0.5, cuda_graph=False)
 
 
 def cuda_trainer(config: TrainConfig) -> Trainer:
@@ -42,7 +42,7 @@ def test_training_steps_never_synchronise_on_cuda(cuda_graph):
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cuda_graph_steps_equal_eager_steps(mu, bf16):
     """The captured step replays the eager step: the same losses and weights, up to the
-    order of the training kernel's atomic gradient sums."""
+    order of the training kernel's atomic gradient sums (which bf16 rounding amplifies)."""
     eager = cuda_trainer(replace(CONFIG, mu=mu, bf16=bf16))
     graphed = cuda_trainer(replace(CONFIG, mu=mu, bf16=bf16, cuda_graph=True))
     for start in range(0, 120, 20):  # 6 steps: 3 warm-up, capture, 2 replays + 1 partial
@@ -54,5 +54,6 @@ def test_cuda_graph_steps_equal_eager_steps(mu, bf16):
             else:
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert graphed._graph is not None
+    tolerance = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
     for a, b in zip(eager.model.parameters(), graphed.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(a, b, **tolerance)

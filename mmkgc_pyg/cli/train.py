@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bf16 autocast in training (projections run in bfloat16)")
     parser.add_argument("--no-tf32", action="store_true",
                         help="full fp32 matrix products on CUDA (default: TF32 tensor cores)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="replay each training step as one captured CUDA graph "
-                             "(one GPU; removes per-kernel launch costs)")
+    parser.add_argument("--no-cuda-graph", action="store_true",
+                        help="launch every kernel of a training step from Python (default "
+                             "on one GPU: replay the step as one captured CUDA graph)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard logs to DIR/tensorboard")
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
@@ -76,7 +76,7 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
     values["train_features"] = not args.freeze_features
     values["bf16"] = args.bf16
     values["tf32"] = not args.no_tf32
-    values["cuda_graph"] = args.cuda_graph
+    values["cuda_graph"] = not args.no_cuda_graph
     values["tensorboard"] = args.tensorboard
     config = TrainConfig.from_dict(values)
     checks = {name: (lambda v: v >= 1, "a positive integer") for name in (
