@@ -42,7 +42,7 @@ def copy_bandwidth():
 @pytest.fixture
 def fusion(request, monkeypatch):
     if request.param == "triton":
-        monkeypatch.setenv("MMKGC_KERNELS", "triton")
+        monkeypatch.setattr("mmkgc_pyg.kernels.utils._mode", "triton")
         return adamf_fusion
     return adamf_fusion_reference
 

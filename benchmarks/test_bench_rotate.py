@@ -28,8 +28,8 @@ import torch
 
 import workloads
 
-from mmkgc_pyg.kernels.rotate import (rotate_filtered_ranks, rotate_filtered_ranks_reference,
-                                      rotate_scores, rotate_scores_reference)
+from mmkgc_pyg.evaluation import Ranks
+from mmkgc_pyg.kernels.rotate import rotate_rank_counts, rotate_scores, rotate_scores_reference
 from mmkgc_pyg.kernels.rotate_train import (rotate_gather_scores,
                                             rotate_gather_scores_reference)
 
@@ -52,9 +52,15 @@ def sync():
 def pick(path: str, monkeypatch, kernel, reference):
     """The function benchmarked on ``path``; the public kernel is forced onto Triton."""
     if path == "triton":
-        monkeypatch.setenv("MMKGC_KERNELS", "triton")
+        monkeypatch.setattr("mmkgc_pyg.kernels.utils._mode", "triton")
         return kernel
     return reference
+
+
+def rank_counts_reference(query, entities, target, filter_ptr, filter_idx):
+    """Counts from the reference's score matrix (chunked: [B, N] at once)."""
+    return Ranks.from_scores(rotate_scores_reference(query, entities, 0.0), target, filter_ptr,
+                             filter_idx)
 
 
 def measure(benchmark, path: str, run, moduli: int, queries: int):
@@ -87,7 +93,7 @@ def ranking_inputs():
 @pytest.mark.parametrize("path", PATHS)
 def test_filtered_ranking(benchmark, path, ranking_inputs, monkeypatch):
     benchmark.group = f"rotate ranking B={QUERIES} N={N} k={K}"
-    rank = pick(path, monkeypatch, rotate_filtered_ranks, rotate_filtered_ranks_reference)
+    rank = pick(path, monkeypatch, rotate_rank_counts, rank_counts_reference)
 
     def run():
         rank(*ranking_inputs)

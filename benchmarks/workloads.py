@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from mmkgc_pyg.data.kg import KGDataset
-from mmkgc_pyg.evaluation import LinkPredictionQueries, evaluate_link_prediction
+from mmkgc_pyg.evaluation import LinkPredictionQueries, Ranks, evaluate_link_prediction
 from mmkgc_pyg.nn import MMKGCModel
 from mmkgc_pyg.training import TrainConfig, Trainer
 
@@ -154,8 +154,9 @@ def make_trainer(dataset: KGDataset, config: TrainConfig, device: torch.device,
                  modalities: bool = True) -> Trainer:
     torch.manual_seed(config.seed)
     features = {m: dataset.features[m] for m in dataset.modalities} if modalities else None
-    model = MMKGCModel(dataset.num_entities, dataset.num_relations, config.hidden_channels,
-                       features, dataset.masks, margin=config.margin).to(device)
+    model = MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim,
+                       features=features, masks=dataset.masks, margin=config.margin,
+                       scorer=config.scorer).to(device)
     return Trainer(model, dataset, config, progress=False)
 
 
@@ -179,22 +180,25 @@ def filtered_test_ranking(dataset: KGDataset, config: TrainConfig, device: torch
                           num_triples: Optional[int] = None):
     """The full filtered test of a freshly initialised model at ``config``: returns
     ``(rank, evaluate, queries, vectors, joint)``, where ``rank()`` ranks every query of
-    both directions in one scorer call (from cached joint embeddings) and ``evaluate()``
-    runs the whole :func:`evaluate_link_prediction` (fusion, queries, ranks, metrics)."""
+    both directions (from cached joint embeddings; one fused kernel call where the
+    interaction has one) and ``evaluate()`` runs the whole :func:`evaluate_link_prediction`
+    (fusion, queries, ranks, metrics)."""
     trainer = make_trainer(dataset, config, device)
     model = trainer.model.eval()
     test = dataset.test[:num_triples].to(device)
     queries = LinkPredictionQueries.build(test, trainer.filter_index)
     with torch.no_grad():
-        joint, _ = model.entity_embeddings()
-        vectors = queries.vectors(model.scorer, joint)
+        joint = model.entity_embeddings()
+        vectors = queries.vectors(model, joint)
+    args = (queries.target, queries.filter_ptr, queries.filter_idx)
 
     @torch.no_grad()
-    def rank():
-        return model.scorer.filtered_ranks(vectors, joint, queries.target, queries.filter_ptr,
-                                           queries.filter_idx)
+    def rank() -> Ranks:
+        if model.scorer.fused_ranking(vectors, joint):
+            return Ranks(*model.scorer.rank_counts(vectors, joint, *args))
+        return Ranks.from_scores(model.scorer.score_all(vectors, joint), *args)
 
     def evaluate():
-        return evaluate_link_prediction(model, None, None, queries=queries)
+        return evaluate_link_prediction(model, queries)
 
     return rank, evaluate, queries, vectors, joint

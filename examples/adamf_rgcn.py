@@ -18,8 +18,8 @@ from torch import Tensor
 from torch_geometric.nn import RGCNConv
 
 from mmkgc_pyg.data import make_synthetic_kg
-from mmkgc_pyg.evaluation import FilterIndex, rank_metrics
-from mmkgc_pyg.nn import AdaMF, DistMult, self_adversarial_sigmoid_loss
+from mmkgc_pyg.evaluation import FilterIndex, LinkPredictionQueries, Ranks, rank_metrics
+from mmkgc_pyg.nn import AdaMF, DistMultInteraction, self_adversarial_sigmoid_loss
 
 
 class AdaMFRGCN(torch.nn.Module):
@@ -32,12 +32,14 @@ class AdaMFRGCN(torch.nn.Module):
                               num_bases=num_bases)
         self.conv2 = RGCNConv(hidden_channels, hidden_channels, 2 * num_relations,
                               num_bases=num_bases)
-        self.decoder = DistMult(num_relations, hidden_channels)
+        self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
+        self.decoder = DistMultInteraction(hidden_channels)
+        self.decoder.reset_relations(self.rel_emb.weight)
 
     def forward(self, x_dict: Dict[str, Tensor], mask_dict: Dict[str, Tensor],
                 edge_index: Tensor, edge_type: Tensor) -> Tensor:
         """Entity representations ``[N, D]``."""
-        x, _ = self.adamf(self.node_emb.weight, x_dict, mask_dict)
+        x = self.adamf(self.node_emb.weight, x_dict, mask_dict)
         x = self.conv1(x, edge_index, edge_type).relu()
         return self.conv2(x, edge_index, edge_type)
 
@@ -57,11 +59,12 @@ def train_loss(model: AdaMFRGCN, inputs, batch: Tensor, num_negatives: int = 32,
     and heads."""
     z = model(*inputs)
     dec, (h, r, t) = model.decoder, batch.unbind(1)
+    rel = model.rel_emb(r)
     corrupt = torch.randint(z.size(0), (batch.size(0), 2, num_negatives))
-    negatives = torch.cat([dec.score_candidates(dec.tail_query(z[h], r), z, corrupt[:, 0]),
-                           dec.score_candidates(dec.head_query(r, z[t]), z, corrupt[:, 1])],
+    negatives = torch.cat([dec.score_candidates(dec.tail_query(z[h], rel), z, corrupt[:, 0]),
+                           dec.score_candidates(dec.head_query(rel, z[t]), z, corrupt[:, 1])],
                           dim=1)
-    return self_adversarial_sigmoid_loss(dec(z[h], r, z[t]), negatives, adv_temperature)
+    return self_adversarial_sigmoid_loss(dec(z[h], rel, z[t]), negatives, adv_temperature)
 
 
 @torch.no_grad()
@@ -70,10 +73,13 @@ def filtered_mrr(model: AdaMFRGCN, inputs, dataset) -> float:
     model.eval()
     z = model(*inputs)
     dec, (h, r, t) = model.decoder, dataset.test.unbind(1)
+    rel = model.rel_emb(r)
     known = FilterIndex(dataset.known_triples(), dataset.num_relations)
-    tail_ranks = dec.filtered_ranks(dec.tail_query(z[h], r), z, t, *known.answers(h, r, "tail"))
-    head_ranks = dec.filtered_ranks(dec.head_query(r, z[t]), z, h, *known.answers(t, r, "head"))
-    return rank_metrics(torch.cat([head_ranks, tail_ranks]))["mrr"]
+    queries = LinkPredictionQueries.build(dataset.test, known)  # tails first, then heads
+    vectors = torch.cat([dec.tail_query(z[h], rel), dec.head_query(rel, z[t])])
+    ranks = Ranks.from_scores(dec.score_all(vectors, z), queries.target, queries.filter_ptr,
+                              queries.filter_idx)
+    return rank_metrics(ranks.realistic)["mrr"]
 
 
 def main(steps: int = 300, seed: int = 0, batch_size: int = 1024,

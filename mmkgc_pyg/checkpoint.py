@@ -1,4 +1,10 @@
-"""Model checkpoints: the weights plus everything needed to rebuild and use the model."""
+"""Model checkpoints: the weights plus everything needed to rebuild and use the model.
+
+A checkpoint is validated before anything is built from it: its format tag, the types and
+ranges of the constructor arguments, and that every weight has the shape the arguments
+imply (so a corrupt or hostile file cannot ask for a huge allocation).
+"""
+import math
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -6,9 +12,10 @@ import torch
 
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.io import atomic_torch_save
+from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
 
-FORMAT = "mmkgc-pyg/1"
+FORMAT = "mmkgc-pyg/2"
 
 
 def model_config(model: MMKGCModel) -> Dict:
@@ -17,7 +24,8 @@ def model_config(model: MMKGCModel) -> Dict:
         "num_nodes": model.num_nodes,
         "num_relations": model.num_relations,
         "hidden_channels": model.hidden_channels,
-        "feature_shapes": {n: list(x.shape) for n, x in getattr(model, "features", {}).items()},
+        "sparse": model.sparse,
+        "feature_shapes": [[n, list(x.shape)] for n, x in getattr(model, "features", {}).items()],
         "train_features": model.train_features,
         "scorer": model.scorer_name,
         "margin": model.scorer.margin,
@@ -43,22 +51,84 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
 
     The model carries ``entity_names`` and ``relation_names`` (lists indexed by id) and
     ``dataset`` (the metadata saved with it), and is in eval mode.
+
+    Raises:
+        UserInputError: the file is missing, unreadable, from another version of the
+            library, or inconsistent (one line naming the file and the problem).
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{path}: expected a checkpoint file, got a folder")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise UserInputError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors vary by torch version
         raise UserInputError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith("mmkgc-pyg/"):
         raise UserInputError(f"{path}: expected an mmkgc-pyg checkpoint ({FORMAT})")
-    config = dict(payload["config"])
-    shapes = config.pop("feature_shapes")
-    features = {name: torch.zeros(shape) for name, shape in shapes.items()}
+    if fmt != FORMAT:
+        raise UserInputError(f"{path}: written by another version of mmkgc-pyg (format {fmt!r}; "
+                             f"this version reads {FORMAT!r}): retrain, or use that version")
+    config, state = _validated(path, payload)
+    features = {name: torch.zeros(shape) for name, shape in config.pop("feature_shapes")}
     model = MMKGCModel(features=features, **config)
-    model.load_state_dict(payload["state_dict"])
-    model.entity_names = payload["entity_names"]
-    model.relation_names = payload["relation_names"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise UserInputError(f"{path}: weights do not fit the saved configuration ({first})") from None
+    model.entity_names = payload.get("entity_names")
+    model.relation_names = payload.get("relation_names")
     model.dataset = payload["dataset"]
     return model.eval()
+
+
+def _validated(path: Path, payload: Dict):
+    """The constructor arguments and state dict of a format-2 payload, checked."""
+    def bad(what: str):
+        return UserInputError(f"{path}: corrupt checkpoint: {what}")
+
+    for key, kind in (("config", dict), ("state_dict", dict), ("dataset", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise bad(f"expected a {kind.__name__} under {key!r}")
+    config, state = dict(payload["config"]), payload["state_dict"]
+    expected = {"num_nodes", "num_relations", "hidden_channels", "sparse", "feature_shapes",
+                "train_features", "scorer", "margin"}
+    if set(config) != expected:
+        raise bad(f"expected config keys {sorted(expected)}, got {sorted(config)}")
+    for key in ("num_nodes", "num_relations", "hidden_channels"):
+        if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 1:
+            raise bad(f"expected {key} to be a positive int, got {config[key]!r}")
+    for key in ("sparse", "train_features"):
+        if not isinstance(config[key], bool):
+            raise bad(f"expected {key} to be a bool, got {config[key]!r}")
+    if config["scorer"] not in INTERACTIONS:
+        raise bad(f"expected scorer in {sorted(INTERACTIONS)}, got {config['scorer']!r}")
+    margin = config["margin"]
+    if not isinstance(margin, (int, float)) or not 0 < margin < math.inf:
+        raise bad(f"expected a positive finite margin, got {margin!r}")
+    shapes = config["feature_shapes"]
+    if not isinstance(shapes, list) or not all(
+            isinstance(s, list) and len(s) == 2 and isinstance(s[0], str)
+            and isinstance(s[1], list) and len(s[1]) == 2 for s in shapes):
+        raise bad("expected feature_shapes as [[name, [rows, columns]], ...]")
+    # Every tensor the configuration implies must be in the file with that shape: the
+    # file's own tensors bound what building the model allocates.
+    interaction = INTERACTIONS[config["scorer"]](config["hidden_channels"], margin)
+    implied = {"node_emb.weight": [config["num_nodes"], interaction.entity_channels],
+               "rel_emb.weight": [config["num_relations"], interaction.relation_channels],
+               **{f"features.{name}": shape for name, shape in shapes}}
+    for key, shape in implied.items():
+        tensor = state.get(key)
+        if not isinstance(tensor, torch.Tensor) or list(tensor.shape) != shape:
+            got = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise bad(f"expected {key} of shape {shape}, got {got}")
+    for key, count in (("entity_names", config["num_nodes"]),
+                       ("relation_names", config["num_relations"])):
+        names = payload.get(key)
+        if names is not None and (not isinstance(names, list) or len(names) != count
+                                  or not all(isinstance(n, str) for n in names)):
+            raise bad(f"expected {key} to be {count} strings")
+    return config, state

@@ -40,7 +40,7 @@ def pytest_configure(config):
 @pytest.fixture
 def kernel_device(request, monkeypatch) -> torch.device:
     """The device the Triton kernels are tested on, with the Triton path forced."""
-    monkeypatch.setenv("MMKGC_KERNELS", "triton")
+    monkeypatch.setattr("mmkgc_pyg.kernels.utils._mode", "triton")
     return request.config.kernel_device
 
 

@@ -87,7 +87,7 @@ def write_openke(folder, train_lines, entities=3, relations=1):
     ("feature_rows", "visual"),
     ("feature_nan", "visual"),
     ("bad_flag", "--feature"),
-    ("bad_rate", "--lr 0.0: expected a positive rate"),
+    ("bad_rate", "--lr 0.0: expected a positive finite rate"),
     ("empty_train", "expected at least one train triple"),
     ("drop_without_modalities", "--drop-modality-rate"),
 ])

@@ -17,7 +17,7 @@ def run(tmp_path):
     """A run folder as mmkgc_pyg.train leaves it: model.pt and history.jsonl."""
     torch.manual_seed(0)
     data = random_kg()
-    model = MMKGCModel(30, 4, 8, {m: data.features[m] for m in data.modalities}, data.masks)
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
     save_checkpoint(model, tmp_path / "model.pt", {"name": "random"})
     records = [{"epoch": e, "loss": 1.0 / e, "generator_loss": 0.5 / e, "seconds": 0.1,
                 "steps_per_s": 10.0} for e in range(1, 5)]
@@ -48,7 +48,7 @@ def test_writes_pngs_and_weight_summary(run, tmp_path_factory):
 
 
 def test_structure_only_model_has_one_pattern():
-    groups = plot.modality_weight_groups(MMKGCModel(12, 3, 6))
+    groups = plot.modality_weight_groups(MMKGCModel(12, 3, 3))
     assert list(groups) == ["structure"] and groups["structure"]["count"] == 12
 
 

@@ -30,10 +30,10 @@ def full_modalities(kg: KGDataset) -> KGDataset:
 
 # --- KGDataset ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("split", ["train", "valid", "test"])
-def test_to_data_round_trips(kg, split):
+@pytest.mark.parametrize("split", ["train", "valid", "val", "test"])
+def test_split_data(kg, split):
     data = kg.to_data(split)
-    triples = getattr(kg, split)
+    triples = getattr(kg, "valid" if split == "val" else split)
     assert data.num_nodes == kg.num_entities and data.num_relations == kg.num_relations
     assert data.edge_index.shape == (2, len(triples)) and data.edge_type.dtype == torch.long
     assert torch.equal(data.edge_index[0], triples[:, 0])
@@ -44,6 +44,45 @@ def test_to_data_round_trips(kg, split):
         assert torch.equal(data[f"x_{m}"], kg.features[m])
         assert torch.equal(data[f"mask_{m}"], kg.masks[m])
     data.validate(raise_on_error=True)
+
+
+def assert_same_graph(a: KGDataset, b: KGDataset):
+    assert (a.name, a.num_entities, a.num_relations) == (b.name, b.num_entities, b.num_relations)
+    for split in ("train", "valid", "test"):
+        assert torch.equal(getattr(a, split), getattr(b, split))
+    assert a.entity_names == b.entity_names and a.relation_names == b.relation_names
+    assert a.modalities == b.modalities
+    for m in a.modalities:
+        assert torch.equal(a.features[m], b.features[m]) and torch.equal(a.masks[m], b.masks[m])
+    assert a.test_categories.keys() == b.test_categories.keys()
+    for c in a.test_categories:
+        assert torch.equal(a.test_categories[c], b.test_categories[c])
+
+
+def test_whole_graph_data_round_trips(kg):
+    data = kg.to_data()
+    assert data.edge_index.size(1) == len(kg.train) + len(kg.valid) + len(kg.test)
+    assert int(data.train_mask.sum()) == len(kg.train) and int(data.val_mask.sum()) == len(kg.valid)
+    assert bool((data.test_category[~data.test_mask] == -1).all())
+    data.validate(raise_on_error=True)
+    assert_same_graph(KGDataset.from_data(data), kg)
+    assert_same_graph(KGDataset.from_data(KGDataset.from_data(data).to_data()), kg)
+
+
+def test_from_split_data_as_pyg_fb15k(kg):
+    """Three Data of one split each (PyG's FB15k_237 style), without names: the triples,
+    features and masks come back, entities are named by id."""
+    train, val, test = (kg.to_data(s) for s in ("train", "val", "test"))
+    for d in (train, val, test):
+        del d.entity_names, d.relation_names, d.name
+    back = KGDataset.from_data(train, val, test)
+    for split in ("train", "valid", "test"):
+        assert torch.equal(getattr(back, split), getattr(kg, split))
+    assert back.entity_names[:3] == ["0", "1", "2"] and back.modalities == kg.modalities
+    with pytest.raises(ValueError, match="val_data and test_data"):
+        KGDataset.from_data(train, val)
+    with pytest.raises(ValueError, match="train_mask"):
+        KGDataset.from_data(train)
 
 
 def test_to_data_rejects_unknown_split(kg):
@@ -121,33 +160,38 @@ def db15k_root(datasets_dir, tmp_path):
     return tmp_path / "DB15K"
 
 
-def test_db15k_splits(db15k_root):
-    sizes = {}
-    for split in ("train", "valid", "test"):
-        dataset = DB15K(str(db15k_root), split=split)
-        data = dataset[0]
-        assert len(dataset) == 1
-        sizes[split] = data.edge_index.size(1)
-        assert data.num_nodes == 12842 and data.num_relations == 279
-        assert data.modalities == ["textual"]
-        assert data.x_textual.shape == (12842, 384) and bool(data.mask_textual.all())
-    assert sizes == {"train": 79222, "valid": 9904, "test": 9902}
+def test_db15k_is_one_graph_and_split_views(db15k_root):
+    dataset = DB15K(str(db15k_root))
+    data = dataset[0]
+    assert len(dataset) == 1 and data.num_nodes == 12842 and data.num_relations == 279
+    assert [int(data[m].sum()) for m in ("train_mask", "val_mask", "test_mask")] == \
+        [79222, 9904, 9902]
+    assert data.modalities == ["textual"] and data.x_textual.shape == (12842, 384)
     expected = load_openke(db15k_root / "raw", name="DB15K")
-    assert torch.equal(triples_from_data(DB15K(str(db15k_root), split="test")[0]),
-                       expected.test)
+    assert_same_graph(KGDataset.from_data(data), expected)
+    for split, name in (("train", "train"), ("val", "valid"), ("test", "test")):
+        view = DB15K(str(db15k_root), split=split)[0]
+        assert torch.equal(triples_from_data(view), getattr(expected, name))
+    assert len(list((db15k_root / "processed").glob("graph-*.pt"))) == 1  # one stored copy
 
 
-def test_processed_files_are_reused(tmp_path, kg, monkeypatch):
+def test_processed_file_is_reused_until_features_change(tmp_path, kg, monkeypatch):
     write_openke(kg, tmp_path / "raw", features=False)
     first = MKGW(str(tmp_path), split="valid")
     assert torch.equal(triples_from_data(first[0]), kg.valid)
     assert first[0].modalities == []
+    processed = sorted((tmp_path / "processed").glob("graph-*.pt"))
 
     def fail(*args, **kwargs):
         raise AssertionError("processed again")
 
-    monkeypatch.setattr(datasets_module, "load_openke", fail)
-    assert torch.equal(triples_from_data(MKGW(str(tmp_path), split="test")[0]), kg.test)
+    with monkeypatch.context() as patch:
+        patch.setattr(datasets_module, "load_openke", fail)
+        assert torch.equal(triples_from_data(MKGW(str(tmp_path), split="test")[0]), kg.test)
+    # A new feature file is a different processed graph, not the stale one.
+    torch.save(kg.features["visual"], tmp_path / "raw" / "MKG-W-visual.pth")
+    assert MKGW(str(tmp_path))[0].modalities == ["visual"]
+    assert len(sorted((tmp_path / "processed").glob("graph-*.pt"))) == len(processed) + 1
 
 
 def test_features_argument_and_pre_transform(tmp_path, kg):
@@ -180,6 +224,7 @@ def test_download_uses_the_reference_repository(tmp_path, kg, monkeypatch):
     monkeypatch.setattr(datasets_module, "fetch", fake_fetch)
     dataset = DB15K(str(tmp_path / "root"), split="train")
     assert torch.equal(triples_from_data(dataset[0]), kg.train)
+    assert dataset.split == "train"
     base = "https://raw.githubusercontent.com/zjukg/AdaMF-MAT/main/benchmarks/DB15K/"
     assert sorted(urls) == sorted(base + f for f in dataset.raw_file_names)
     assert "train2id.txt" in dataset.raw_file_names and "n-n.txt" in dataset.raw_file_names

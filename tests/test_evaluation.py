@@ -3,8 +3,8 @@ import torch
 
 from utils import random_kg
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries, NonFiniteModelError,
-                                  evaluate_link_prediction, filtered_ranks, metrics_table,
-                                  rank_metrics)
+                                  evaluate_link_prediction, link_prediction_ranks,
+                                  metrics_table, rank_metrics)
 from mmkgc_pyg.nn import MMKGCModel
 
 
@@ -27,15 +27,22 @@ def test_filter_index_lists_every_known_answer():
             assert got == expected
 
 
+def filtered_ranks(model, triples, index, batch_size=0):
+    """(head, tail) realistic ranks through the library's path."""
+    queries = LinkPredictionQueries.build(triples, index)
+    head, tail = queries.split(link_prediction_ranks(model, queries, batch_size))
+    return head.realistic, tail.realistic
+
+
 def brute_force_ranks(model, triples, known):
     """Realistic filtered ranks from Python sets, each query scored against every entity
     row by row (``match``: the same arithmetic for every row, so identical rows tie)."""
     known = {tuple(t) for t in known.tolist()}
-    joint, _ = model.entity_embeddings()
+    joint = model.entity_embeddings()
     scorer = model.scorer
     head_ranks, tail_ranks = [], []
     for h, r, t in triples.tolist():
-        rel = torch.tensor([r])
+        rel = model.rel_emb(torch.tensor([r]))
         tails = scorer.match(scorer.tail_query(joint[[h]], rel), joint).tolist()
         heads = scorer.match(scorer.head_query(rel, joint[[t]]), joint).tolist()
         for scores, true, ranks, is_known in (
@@ -53,8 +60,8 @@ def brute_force_ranks(model, triples, known):
 def test_filtered_realistic_ranks_equal_brute_force(scorer, modalities):
     torch.manual_seed(1)
     data = random_kg(num_entities=25, seed=1)
-    model = MMKGCModel(25, 4, 8, data.features if modalities else None, data.masks,
-                       scorer=scorer, margin=6.0)
+    model = MMKGCModel(25, 4, 4, features=data.features if modalities else None,
+                       masks=data.masks, scorer=scorer, margin=6.0)
     index = FilterIndex(data.known_triples(), 4)
     with torch.no_grad():
         head, tail = filtered_ranks(model, data.test, index, batch_size=7)
@@ -69,7 +76,8 @@ def test_identical_entities_tie_exactly(scorer):
     round one row differently in different tiles, so the ranking must not rely on it."""
     torch.manual_seed(1)
     data = random_kg(num_entities=25, seed=1)
-    model = MMKGCModel(25, 4, 16, scorer=scorer, margin=6.0)
+    model = MMKGCModel(25, 4, 8 if scorer in ("rotate", "complex") else 16, scorer=scorer,
+                       margin=6.0)
     with torch.no_grad():
         model.node_emb.weight[[5, 7, 11, 16, 20, 24]] = model.node_emb.weight[6].clone()
     test = torch.cat([data.test, torch.tensor([[6, 0, 5], [5, 1, 7], [11, 2, 20]])])
@@ -85,25 +93,35 @@ def test_identical_entities_tie_exactly(scorer):
 
 def test_non_finite_model_is_refused():
     data = random_kg()
-    model = MMKGCModel(30, 4, 8, data.features, data.masks)
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
     with torch.no_grad():
         model.node_emb.weight[3, 0] = float("nan")
     with pytest.raises(NonFiniteModelError, match="NaN"):
         evaluate_link_prediction(model, data.test, FilterIndex(data.known_triples(), 4))
 
 
-def test_prebuilt_queries_and_chunks_give_the_same_ranks():
+def test_chunks_give_the_same_ranks():
     data = random_kg(seed=3)
-    model = MMKGCModel(30, 4, 8, data.features, data.masks, scorer="complex")
-    index = FilterIndex(data.known_triples(), 4)
-    queries = LinkPredictionQueries.build(data.test, index)
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks, scorer="complex")
+    queries = LinkPredictionQueries.build(data.test, FilterIndex(data.known_triples(), 4))
     assert len(queries) == 2 * len(data.test)
-    with torch.no_grad():
-        whole = filtered_ranks(model, data.test, index)
-        for batch_size in (1, 4, 1000):
-            chunked = filtered_ranks(model, None, None, batch_size, queries=queries)
-            for a, b in zip(whole, chunked):
-                torch.testing.assert_close(a, b, rtol=0, atol=0)
+    whole = link_prediction_ranks(model, queries)
+    for batch_size in (1, 4, 1000):
+        chunked = link_prediction_ranks(model, queries, batch_size)
+        assert torch.equal(whole.better, chunked.better) and torch.equal(whole.tied, chunked.tied)
+
+
+def test_unfiltered_queries_rank_every_entity():
+    data = random_kg(seed=4)
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
+    queries = LinkPredictionQueries.unfiltered(data.test, both_sides=False)
+    assert len(queries) == len(data.test) and queries.filter_idx.numel() == 0
+    head, tail = queries.split(link_prediction_ranks(model, queries))
+    scores = model.score_tails(data.test[:, 0], data.test[:, 1])
+    true = scores.gather(1, data.test[:, 2:3])
+    expected = 1 + (scores > true).sum(1) + 0.5 * ((scores == true).sum(1) - 1)
+    assert head is None
+    torch.testing.assert_close(tail.realistic, expected.float())
 
 
 def test_metrics_and_report():
@@ -115,12 +133,13 @@ def test_metrics_and_report():
     assert rank_metrics(torch.empty(0)) == {"mrr": None, "mr": None, "hits@1": None,
                                             "hits@3": None, "hits@10": None, "count": 0}
     data = random_kg()
-    model = MMKGCModel(30, 4, 8, data.features, data.masks)
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
     from mmkgc_pyg.data.kg import relation_categories, split_by_category
     categories = split_by_category(data.test, relation_categories(data.known_triples(), 4))
     metrics = evaluate_link_prediction(model, data.test, FilterIndex(data.known_triples(), 4),
                                        categories=categories)
     assert metrics["rank_type"] == "realistic"
+    assert metrics["optimistic"]["mrr"] >= metrics["mrr"] >= metrics["pessimistic"]["mrr"]
     assert metrics["count"] == 2 * len(data.test)
     assert metrics["mrr"] == pytest.approx((metrics["head"]["mrr"] + metrics["tail"]["mrr"]) / 2)
     assert sum(c["count"] for c in metrics["categories"].values()) == 2 * len(data.test)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mmkgc_pyg.nn import AdaMF
@@ -30,7 +31,7 @@ def test_adamf_matches_formulas_with_masks():
     features = {"visual": torch.randn(n, 5), "textual": torch.randn(n, 3)}
     masks = {"visual": torch.rand(n) < 0.5, "textual": torch.rand(n) < 0.5}
     masks["visual"][0] = masks["textual"][0] = False  # an entity with no extra modality
-    joint, weights = layer(struct, features, masks)
+    joint, weights = layer(struct, features, masks, return_attention_weights=True)
     ref_joint, ref_weights = reference_fusion(struct, features, masks, layer)
     torch.testing.assert_close(joint.double(), ref_joint, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(weights.double(), ref_weights, atol=1e-6, rtol=1e-5)
@@ -40,27 +41,47 @@ def test_adamf_matches_formulas_with_masks():
     torch.testing.assert_close(weights.sum(1), torch.ones(n))
 
 
-def test_adamf_is_project_then_fuse_and_resets():
+def test_adamf_is_project_then_fuse():
     torch.manual_seed(1)
     layer = AdaMF({"a": 4}, 8)
     struct, x = torch.randn(5, 8), {"a": torch.randn(5, 4)}
     embs = layer.project(struct, x)
     assert embs.shape == (5, 2, 8)
     torch.testing.assert_close(embs[:, 0], struct)
-    joint, weights = layer(struct, x)
-    torch.testing.assert_close((joint, weights), layer.fuse(embs))
-    before = layer.attn.detach().clone()
-    layer.reset_parameters()
-    assert not torch.equal(before, layer.attn)
+    torch.testing.assert_close(embs[:, 1], layer.projections["a"](x["a"]))
+    joint = layer(struct, x)
+    assert isinstance(joint, torch.Tensor) and joint.shape == (5, 8)
+    _, weights = layer.fuse(embs, return_attention_weights=True)
+    torch.testing.assert_close(joint, (weights[:, :, None] * embs).sum(1))
     assert layer.modality_names == ["structure", "a"]
-    assert "AdaMF" in repr(layer)
+    with pytest.raises(ValueError, match="'a'"):
+        layer(struct, {})
+
+
+def test_adamf_lazy_input_sizes():
+    """``-1`` sizes are inferred at the first call, as PyG's lazy layers do."""
+    torch.manual_seed(3)
+    layer = AdaMF({"visual": -1, "textual": -1}, 6)
+    x = {"visual": torch.randn(4, 9), "textual": torch.randn(4, 5)}
+    joint = layer(torch.randn(4, 6), x)
+    assert joint.shape == (4, 6)
+    assert layer.projections["visual"].weight.shape == (6, 9)
+    assert layer.projections["textual"].weight.shape == (6, 5)
+
+
+def test_adamf_reset_parameters_redraws():
+    torch.manual_seed(4)
+    layer = AdaMF({"a": 4}, 8)
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer.reset_parameters()
+    assert all(not torch.equal(b, p) for b, p in zip(before, layer.parameters()))
 
 
 def test_adamf_gradients_reach_every_parameter():
     torch.manual_seed(2)
     layer = AdaMF({"a": 4, "b": 2}, 6)
     struct = torch.randn(7, 6, requires_grad=True)
-    joint, _ = layer(struct, {"a": torch.randn(7, 4), "b": torch.randn(7, 2)})
+    joint = layer(struct, {"a": torch.randn(7, 4), "b": torch.randn(7, 2)})
     joint.square().sum().backward()
     for name, p in layer.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
 
 
@@ -60,6 +59,16 @@ def test_single_negative_is_the_mat_loss(alpha):
     assert torch.allclose(self_adversarial_sigmoid_loss(pos, fake, alpha), expected)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 2.0])
+def test_one_shared_pool_of_negatives(alpha):
+    """``[1, K]`` negatives: one softmax across the pool, as the reference weighs MAT's
+    batch of fakes (its term is a weighted sum over the pool, not a mean per positive)."""
+    pos, pool = [0.5, -1.5, 2.0], [1.0, -0.5, 3.0, 0.25]
+    loss = self_adversarial_sigmoid_loss(torch.tensor(pos, dtype=torch.float64),
+                                         torch.tensor([pool], dtype=torch.float64), alpha)
+    assert loss.item() == pytest.approx(_reference(pos, [pool], alpha), rel=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_extreme_scores_stay_finite(dtype):
     pos = torch.tensor([1e4, -1e4, 80.0, -80.0], dtype=dtype, requires_grad=True)
@@ -86,5 +95,5 @@ def test_perfectly_separated_scores_give_zero_loss():
     ((3,), (3, 0), "neg_scores"),
 ])
 def test_shape_errors(pos_shape, neg_shape, match):
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(ValueError, match=match):
         self_adversarial_sigmoid_loss(torch.zeros(pos_shape), torch.zeros(neg_shape), 1.0)

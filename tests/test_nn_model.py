@@ -1,6 +1,7 @@
+"""MMKGCModel: PyG's KGEModel contract, scoring paths, the fusion, MAT's fakes."""
 import pytest
 import torch
-from torch_geometric.nn.kge.loader import KGTripletLoader
+from torch_geometric.nn.kge import KGEModel
 
 from utils import random_kg
 from mmkgc_pyg.nn import MAT, MMKGCModel
@@ -10,7 +11,25 @@ from mmkgc_pyg.nn import MAT, MMKGCModel
 def model():
     torch.manual_seed(0)
     data = random_kg()
-    return MMKGCModel(30, 4, 8, {m: data.features[m] for m in data.modalities}, data.masks)
+    return MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
+
+
+def test_pyg_constructor_and_tables():
+    """PyG's argument order and meaning: hidden_channels are complex dimensions for the
+    complex interactions (two reals each), real ones otherwise."""
+    rotate = MMKGCModel(10, 3, 6, False)
+    assert rotate.node_emb.weight.shape == (10, 12) and rotate.rel_emb.weight.shape == (3, 6)
+    transe = MMKGCModel(10, 3, 6, scorer="transe")
+    assert transe.node_emb.weight.shape == (10, 6) and transe.rel_emb.weight.shape == (3, 6)
+    complex_ = MMKGCModel(10, 3, 6, scorer="complex")
+    assert complex_.node_emb.weight.shape == (10, 12) and complex_.rel_emb.weight.shape == (3, 12)
+    sparse = MMKGCModel(10, 3, 6, True)
+    sparse.node_emb(torch.tensor([1, 2])).sum().backward()
+    assert sparse.node_emb.weight.grad.is_sparse
+    with pytest.raises(ValueError, match="scorer"):
+        MMKGCModel(3, 1, 4, scorer="nope")
+    with pytest.raises(ValueError, match="num_nodes"):
+        MMKGCModel(0, 1, 4)
 
 
 def test_bulk_scores_agree_with_triple_scores(model):
@@ -20,11 +39,19 @@ def test_bulk_scores_agree_with_triple_scores(model):
     assert tails.shape == heads.shape == (3, 30)
     everyone = torch.arange(30)
     for b in range(3):
-        expected = model.score_triples(head[b].repeat(30), rel[b].repeat(30), everyone)
+        expected = model(head[b].repeat(30), rel[b].repeat(30), everyone)
         torch.testing.assert_close(tails[b], expected, atol=1e-5, rtol=1e-5)
-        expected = model.score_triples(everyone, rel[b].repeat(30), head[b].repeat(30))
+        expected = model(everyone, rel[b].repeat(30), head[b].repeat(30))
         torch.testing.assert_close(heads[b], expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(model(head, rel, head), model.score_triples(head, rel, head))
+
+
+def test_candidate_scores_pick_the_corrupted_side(model):
+    head, rel, tail = torch.tensor([0, 5]), torch.tensor([2, 1]), torch.tensor([7, 3])
+    candidates = torch.tensor([[7, 1, 2], [5, 4, 6]])
+    corrupt_head = torch.tensor([False, True])
+    scores = model.candidate_scores(head, rel, tail, candidates, corrupt_head)
+    torch.testing.assert_close(scores[0], model(head[[0, 0, 0]], rel[[0, 0, 0]], candidates[0]))
+    torch.testing.assert_close(scores[1], model(candidates[1], rel[[1, 1, 1]], tail[[1, 1, 1]]))
 
 
 def test_all_entity_scoring_fuses_each_entity_once(model, monkeypatch):
@@ -37,44 +64,81 @@ def test_all_entity_scoring_fuses_each_entity_once(model, monkeypatch):
 
 
 def test_missing_modalities_fall_back_to_structure(model):
-    joint, weights = model.entity_embeddings()
+    joint, weights = model.entity_embeddings(return_attention_weights=True)
     bare = ~model.fusion_mask[:, 1:].any(1)
     assert bare.any()
     torch.testing.assert_close(joint[bare], model.node_emb.weight[bare])
     assert torch.equal(weights[:, 1:] == 0, ~model.fusion_mask[:, 1:])
     hidden = model.build_fusion_mask({m: torch.zeros(30, dtype=torch.bool)
                                       for m in model.modalities})
-    joint, _ = model.entity_embeddings(fusion_mask=hidden)
-    torch.testing.assert_close(joint, model.node_emb.weight)
+    torch.testing.assert_close(model.entity_embeddings(fusion_mask=hidden), model.node_emb.weight)
 
 
 def test_structure_only_model_is_plain_kge():
     model = MMKGCModel(12, 3, 6)
-    assert model.adamf is None
-    joint, weights = model.entity_embeddings()
-    assert torch.equal(joint, model.node_emb.weight) and weights.shape == (12, 1)
-    assert model.modality_names == ["structure"]
+    assert model.adamf is None and model.modality_names == ["structure"]
+    joint, weights = model.entity_embeddings(return_attention_weights=True)
+    assert torch.equal(joint, model.node_emb.weight) and torch.equal(weights, torch.ones(12, 1))
+
+
+def test_modality_order_is_the_features_order():
+    data = random_kg()
+    features = {"visual": data.features["visual"], "textual": data.features["textual"]}
+    model = MMKGCModel(30, 4, 4, features=features, masks=data.masks)
+    assert model.modality_names == ["structure", "visual", "textual"]
+    assert data.modalities == ["textual", "visual"]  # a dataset keeps one (sorted) order
+    assert list(data.features) == data.modalities
 
 
 def test_mat_fakes_route_gradients(model):
-    mat = MAT(model.modalities, model.hidden_channels, generator_channels=16)
+    mat = MAT(model.modalities, model.scorer.entity_channels, generator_channels=16)
     index = torch.tensor([1, 2, 3])
-    mat(model, index, train_generators=True).sum().backward()
-    assert model.node_emb.weight.grad is None
-    assert all(p.grad is not None for p in mat.parameters())
-    model.zero_grad(set_to_none=True)
-    mat.zero_grad(set_to_none=True)
-    mat(model, index, train_generators=False).sum().backward()
-    assert model.node_emb.weight.grad is not None
-    assert all(p.grad is None for p in mat.parameters())
+
+    def grads(grad_to):
+        model.zero_grad(set_to_none=True)
+        mat.zero_grad(set_to_none=True)
+        mat(model, index, grad_to=grad_to).sum().backward()
+        return (model.node_emb.weight.grad is not None,
+                all(p.grad is not None for p in mat.parameters()))
+
+    assert grads("generators") == (False, True)
+    assert grads("model") == (True, False)
+    assert grads("both") == (True, True)
+    with pytest.raises(ValueError, match="grad_to"):
+        mat(model, index, grad_to="nobody")
 
 
-def test_pyg_kge_interface(model):
+def test_pyg_loss_and_loader(model):
     head, rel, tail = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3])
     loss = model.loss(head, rel, tail, num_negatives=4, adv_temperature=1.0)
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert model.node_emb.weight.grad is not None
-    assert isinstance(model.loader(head, rel, tail, batch_size=1), KGTripletLoader)
-    with pytest.raises(ValueError, match="scorer"):
-        MMKGCModel(3, 1, 4, scorer="nope")
+    batches = list(model.loader(head, rel, tail, batch_size=1))
+    assert len(batches) == 2 and all(len(b) == 3 for b in batches)
+
+
+def test_test_matches_pygs_own_loop(model):
+    """``test()`` gives what PyG's per-triple loop gives, in one fused pass."""
+    data = random_kg()
+    h, r, t = data.test.unbind(1)
+    ours = model.test(h, r, t, batch_size=7, k=3, log=False)
+    pyg = KGEModel.test(model, h, r, t, batch_size=7, k=3, log=False)
+    assert ours == pytest.approx(pyg)
+
+
+def test_filtered_test_gives_the_filtered_metrics(model):
+    data = random_kg()
+    h, r, t = data.test.unbind(1)
+    metrics = model.test(h, r, t, log=False, filtered=True, known_triples=data.known_triples())
+    raw = model.test(h, r, t, log=False)
+    assert metrics["tail"]["count"] == len(data.test) and metrics["count"] == 2 * len(data.test)
+    assert metrics["tail"]["mrr"] >= raw[1]  # filtering removes competitors
+    with pytest.raises(ValueError, match="known_triples"):
+        model.test(h, r, t, filtered=True)
+
+
+def test_compiles_with_torch_compile(model):
+    head, rel, tail = torch.tensor([0, 4, 9]), torch.tensor([1, 0, 3]), torch.tensor([2, 2, 5])
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(head, rel, tail), model(head, rel, tail))

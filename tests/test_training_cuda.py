@@ -18,8 +18,8 @@ CONFIG = TrainConfig(dim=8, margin=6.0, negatives=5, batch_size=32, lr=1e-2, lr_
 def cuda_trainer(config: TrainConfig) -> Trainer:
     torch.manual_seed(0)
     data = random_kg()
-    model = MMKGCModel(data.num_entities, data.num_relations, config.hidden_channels,
-                       {m: data.features[m] for m in data.modalities}, data.masks).cuda()
+    model = MMKGCModel(data.num_entities, data.num_relations, config.dim,
+                       features=data.features, masks=data.masks).cuda()
     return Trainer(model, data, config, progress=False)
 
 
@@ -57,3 +57,16 @@ def test_cuda_graph_steps_equal_eager_steps(mu, bf16):
     tolerance = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
     for a, b in zip(eager.model.parameters(), graphed.model.parameters()):
         torch.testing.assert_close(a, b, **tolerance)
+
+
+def test_model_compiles_with_inductor_on_cuda():
+    """The Triton kernels are custom ops, so ``torch.compile`` traces the CUDA path."""
+    torch.manual_seed(0)
+    data = random_kg()
+    model = MMKGCModel(data.num_entities, data.num_relations, 4, features=data.features,
+                       masks=data.masks).cuda()
+    head, rel, tail = (x.cuda() for x in data.test.unbind(1))
+    compiled = torch.compile(model)
+    torch.testing.assert_close(compiled(head, rel, tail), model(head, rel, tail))
+    torch.testing.assert_close(torch.compile(model.score_tails)(head, rel),
+                               model.score_tails(head, rel))

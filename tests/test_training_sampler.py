@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.data.kg import triple_keys
 from mmkgc_pyg.training.sampler import NegativeSampler
 
@@ -54,7 +53,7 @@ def test_triple_keys_enumerate_all_triples_in_order():
 def test_triple_keys_overflow_bound():
     one = _triples([0, 0, 1])
     assert triple_keys(one, 2**31, 1).item() == 1  # R N^2 = 2^62 fits
-    with pytest.raises(UserInputError, match="2\\*\\*63"):
+    with pytest.raises(ValueError, match="2\\*\\*63"):
         triple_keys(one, 2**31, 2)  # R N^2 = 2^63 does not
 
 
@@ -185,13 +184,13 @@ def test_seeded_generator_reproduces_negatives(filtered):
 ])
 def test_invalid_arguments(kwargs, match):
     args = dict(triples=SMALL, num_entities=6, num_relations=4, num_negatives=2) | kwargs
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(ValueError, match=match):
         NegativeSampler(**args)
 
 
 def test_invalid_batch():
     sampler = NegativeSampler(SMALL, 6, 4, num_negatives=2)
-    with pytest.raises(UserInputError, match="LongTensor \\[B, 3\\]"):
+    with pytest.raises(ValueError, match="LongTensor \\[B, 3\\]"):
         sampler(SMALL[:, :2])
-    with pytest.raises(UserInputError, match="LongTensor \\[B, 3\\]"):
+    with pytest.raises(ValueError, match="LongTensor \\[B, 3\\]"):
         sampler(SMALL.int())

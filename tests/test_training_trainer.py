@@ -16,9 +16,8 @@ def make_trainer(tmp_path=None, **overrides):
                   mu=0.5, epochs=4, eval_every=2, patience=3)
     values.update(overrides)
     config = TrainConfig(**values)
-    model = MMKGCModel(data.num_entities, data.num_relations, config.hidden_channels,
-                       {m: data.features[m] for m in data.modalities}, data.masks,
-                       margin=config.margin)
+    model = MMKGCModel(data.num_entities, data.num_relations, config.dim,
+                       features=data.features, masks=data.masks, margin=config.margin)
     return Trainer(model, data, config, out_dir=tmp_path, progress=False)
 
 
@@ -30,40 +29,14 @@ def changed(before, params):
     return [not torch.equal(b, p) for b, p in zip(before, params)]
 
 
-def test_mat_fake_scores_follow_the_method():
-    trainer = make_trainer()
-    model, batch = trainer.model, trainer.dataset.train[:8]
-    head, rel, tail = batch.unbind(1)
-    joint, _ = model.entity_embeddings()
-    state = trainer.rng.get_state()
-    fakes = trainer._fake_scores(batch, joint[head], joint[tail], False)
-    # A fake is AdaMF over the structure and every generated modality, all present.
-    trainer.rng.set_state(state)
-    fused = []
-    for index in (head, tail):
-        struct = model.node_emb(index)
-        generated = [g(struct, trainer.rng) for g in trainer.mat.generators.values()]
-        assert len(generated) == 2
-        fused.append(model.adamf.fuse(torch.stack([struct, *generated], 1))[0])
-    fake_head, fake_tail = fused
-    expected = [model.scorer(fake_head, rel, joint[tail]),
-                model.scorer(joint[head], rel, fake_tail),
-                model.scorer(fake_head, rel, fake_tail)]
-    for got, want in zip(fakes, expected):
-        torch.testing.assert_close(got, want)
-
-
-def test_model_step_loss_is_the_method_loss_plus_mu_mat():
-    trainer = make_trainer(mu=0.7)
+@pytest.mark.parametrize("mat_loss", ["reference", "per-positive"])
+def test_step_runs_the_objective_with_sampled_negatives(mat_loss):
+    trainer = make_trainer(mu=0.7, mat_loss=mat_loss)
     batch = trainer.dataset.train[:16]
-    rng_state = trainer.rng.get_state()
-    scores, joint = trainer._candidate_scores(batch)
-    head, _, tail = batch.unbind(1)
-    fakes = trainer._fake_scores(batch, joint[head], joint[tail], False)
-    alpha = trainer.config.adv_temperature
-    expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], alpha) + 0.7 * sum(
-        self_adversarial_sigmoid_loss(scores[:, 0], f[:, None], alpha) for f in fakes)
-    trainer.rng.set_state(rng_state)
+    state = trainer.rng.get_state()
+    candidates, corrupt_head = trainer.sampler(batch, generator=trainer.rng)
+    expected = trainer.model_loss(batch, candidates, corrupt_head, trainer.mat, trainer.rng)
+    trainer.rng.set_state(state)
     loss, generator_loss = trainer.step(batch)
     torch.testing.assert_close(loss, expected.detach())
     assert generator_loss > 0
@@ -84,7 +57,8 @@ def test_each_update_changes_only_its_own_parameters():
     model_params = list(trainer.model.parameters())
     generator_params = list(trainer.mat.parameters())
     before_model, before_gen = snapshot(model_params), snapshot(generator_params)
-    trainer._update(trainer.generator_loss, trainer.generator_optimizer, batch)
+    trainer._update(trainer.generator_optimizer, trainer.generator_loss, batch, trainer.model,
+                    trainer.rng)
     assert not any(changed(before_model, model_params))
     assert all(changed(before_gen, generator_params))
 
@@ -94,7 +68,9 @@ def test_mu_zero_and_no_mat():
     assert trainer.mat is not None and not trainer.trains_generators
     batch = trainer.dataset.train[:16]
     state = trainer.rng.get_state()
-    scores, _ = trainer._candidate_scores(batch)
+    candidates, corrupt_head = trainer.sampler(batch, generator=trainer.rng)
+    head, rel, tail = batch.unbind(1)
+    scores = trainer.model.candidate_scores(head, rel, tail, candidates, corrupt_head)
     expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0)
     trainer.rng.set_state(state)
     loss, generator_loss = trainer.step(batch)
@@ -114,8 +90,11 @@ def test_mu_zero_skips_the_generators_without_changing_the_model():
     for start in range(0, 96, 32):
         batch = skipping.dataset.train[start:start + 32]
         skipping.step(batch)
-        training._update(training.model_loss, training.model_optimizer, batch)
-        training._update(training.generator_loss, training.generator_optimizer, batch)
+        candidates, corrupt_head = training.sampler(batch, generator=training.rng)
+        training._update(training.model_optimizer, training.model_loss, batch, candidates,
+                         corrupt_head, training.mat, training.rng)
+        training._update(training.generator_optimizer, training.generator_loss, batch,
+                         training.model, training.rng)
     for a, b in zip(skipping.model.parameters(), training.model.parameters()):
         assert torch.equal(a, b)
     assert not any(changed(generators_before, skipping.mat.parameters()))
@@ -170,7 +149,7 @@ def test_time_budget_stops_after_the_epoch_that_crosses_it(tmp_path):
 
 def test_history_and_tensorboard_logs(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is an optional extra")
-    trainer = make_trainer(tmp_path, epochs=2, eval_every=1, tensorboard=True)
+    trainer = make_trainer(tmp_path, epochs=2, eval_every=1, trackers=("tensorboard",))
     trainer.fit()
     records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]

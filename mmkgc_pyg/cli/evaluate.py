@@ -5,11 +5,9 @@ from typing import List, Optional
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
-                                  positive_int, resolve_device, user_errors_exit_2)
-from mmkgc_pyg.evaluation.filtering import FilterIndex
-from mmkgc_pyg.evaluation.link_prediction import (evaluate_link_prediction,
-                                                  missing_modality_mask)
-from mmkgc_pyg.evaluation.report import metrics_table
+                                  non_negative_int, resolve_device, user_errors_exit_2)
+from mmkgc_pyg.evaluation import FilterIndex, evaluate_splits, metrics_table
+from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.io import atomic_write_json
 
 
@@ -23,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden fraction")
-    parser.add_argument("--batch-size", type=positive_int, default=1024)
+    parser.add_argument("--batch-size", type=non_negative_int, default=0,
+                        help="queries per ranking call (default 0: as many as fit)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", metavar="PATH",
                         help="JSON output (default: evaluate.json beside the checkpoint)")
@@ -38,16 +37,10 @@ def main(argv: Optional[List[str]] = None):
     model = load_checkpoint(args.checkpoint).to(device)
     dataset = dataset_for(args, model)
     filter_index = FilterIndex(dataset.known_triples(), dataset.num_relations).to(device)
-    fusion_mask = missing_modality_mask(model, dataset, args.drop_modality_rate, args.seed)
-    progress = not args.quiet
-    results = {
-        "valid": evaluate_link_prediction(model, dataset.valid, filter_index,
-                                          args.batch_size, progress=progress),
-        "test": {**evaluate_link_prediction(model, dataset.test, filter_index,
-                                            args.batch_size, dataset.test_categories,
-                                            fusion_mask, progress),
-                 "drop_modality_rate": args.drop_modality_rate},
-    }
+    if args.drop_modality_rate > 0 and model.adamf is None:
+        raise UserInputError("--drop-modality-rate: expected a model with modalities")
+    results = evaluate_splits(model, dataset, filter_index, args.batch_size,
+                              args.drop_modality_rate, args.seed, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluate.json"
     atomic_write_json(out, results)
     print(metrics_table(results))

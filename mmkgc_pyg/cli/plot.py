@@ -82,7 +82,8 @@ def modality_weight_groups(model) -> Dict[str, Dict]:
     """AdaMF's weights grouped by availability pattern (e.g. ``structure+visual``):
     per pattern the entity count, the mean weight and all weights of each modality
     present, largest group first."""
-    weights, names = model.entity_embeddings()[1], model.modality_names
+    weights = model.entity_embeddings(return_attention_weights=True)[1]
+    names = model.modality_names
     present = (model.fusion_mask if model.adamf is not None
                else torch.ones_like(weights, dtype=torch.bool))
     patterns, inverse = torch.unique(present, dim=0, return_inverse=True)

@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,20 +11,38 @@ import torch
 from mmkgc_pyg.cli.common import (add_dataset_arguments, fraction, init_distributed,
                                   load_dataset, user_errors_exit_2)
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation.link_prediction import missing_modality_mask
-from mmkgc_pyg.evaluation.report import metrics_table
+from mmkgc_pyg.evaluation import evaluate_splits, metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
-from mmkgc_pyg.nn.model import SCORERS, MMKGCModel
-from mmkgc_pyg.training.config import TrainConfig, preset_for
+from mmkgc_pyg.nn.model import MMKGCModel
+from mmkgc_pyg.training.config import ConfigError, TrainConfig, preset_for
 from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged
 
-# Flags that override TrainConfig fields (None = keep the dataset's preset).
-CONFIG_FLAGS = {
-    "dim": int, "margin": float, "negatives": int, "batch_size": int, "lr": float,
-    "lr_g": float, "mu": float, "adv_temperature": float, "epochs": int,
-    "eval_every": int, "patience": int, "seed": int, "eval_batch_size": int,
-    "checkpoint_every": int, "time_budget": float,
-}
+
+def config_flag(name: str) -> str:
+    """The command-line flag of a :class:`TrainConfig` field."""
+    field = TrainConfig.__dataclass_fields__[name]
+    if field.metadata["flag"]:
+        return field.metadata["flag"]
+    return "--tracker" if name == "trackers" else "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field, with its help; None when not given
+    (the dataset's preset, then the field's default, apply)."""
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if f.type is bool:
+            parser.add_argument(config_flag(f.name), dest=f.name, action="store_const",
+                                const=not f.default, default=None, help=meta["help"])
+        elif f.name == "trackers":
+            parser.add_argument(config_flag(f.name), dest=f.name, action="append",
+                                choices=meta["choices"], default=None, help=meta["help"])
+        else:
+            parser.add_argument(config_flag(f.name), dest=f.name, type=f.type, default=None,
+                                choices=meta["choices"], metavar=None if meta["choices"] else
+                                f.name.upper(),
+                                help=f"{meta['help']} (default: the dataset's preset, "
+                                     f"else {f.default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,27 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate AdaMF-MAT (multi-modal KG completion). Without "
                     "arguments: the embedded synthetic graph, about a minute on a CPU.")
     add_dataset_arguments(parser)
-    for name, kind in CONFIG_FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                            help=f"default: the dataset's preset ({TrainConfig.__dataclass_fields__[name].default} otherwise)")
-    parser.add_argument("--scorer", choices=sorted(SCORERS), default=None,
-                        help="score function (default rotate)")
-    parser.add_argument("--sampling", choices=["bernoulli", "uniform"], default=None,
-                        help="which side negatives corrupt (default bernoulli)")
-    parser.add_argument("--no-modalities", action="store_true",
-                        help="structure-only baseline (plain KGE model)")
-    parser.add_argument("--no-mat", action="store_true", help="AdaMF without MAT")
-    parser.add_argument("--freeze-features", action="store_true",
-                        help="keep the raw feature tables fixed (default: fine-tune them)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bf16 autocast in training (projections run in bfloat16)")
-    parser.add_argument("--no-tf32", action="store_true",
-                        help="full fp32 matrix products on CUDA (default: TF32 tensor cores)")
-    parser.add_argument("--no-cuda-graph", action="store_true",
-                        help="launch every kernel of a training step from Python (default "
-                             "on one GPU: replay the step as one captured CUDA graph)")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="also write TensorBoard logs to DIR/tensorboard")
+    add_config_arguments(parser)
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities at "
                              "test time (the modality-missing setting)")
@@ -66,53 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
+    """The dataset's preset overridden by the given flags; a bad value is a user error
+    naming its flag."""
     values = {**TrainConfig().to_dict(), **preset_for(dataset_name)}
-    values.update({k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None})
-    for flag in ("scorer", "sampling"):
-        if getattr(args, flag) is not None:
-            values[flag] = getattr(args, flag)
-    values["modalities"] = not args.no_modalities
-    values["mat"] = not args.no_mat
-    values["train_features"] = not args.freeze_features
-    values["bf16"] = args.bf16
-    values["tf32"] = not args.no_tf32
-    values["cuda_graph"] = not args.no_cuda_graph
-    values["tensorboard"] = args.tensorboard
-    config = TrainConfig.from_dict(values)
-    checks = {name: (lambda v: v >= 1, "a positive integer") for name in (
-        "dim", "negatives", "batch_size", "epochs", "eval_every", "patience")}
-    checks.update(lr=(lambda v: v > 0, "a positive rate"),
-                  lr_g=(lambda v: v > 0, "a positive rate"),
-                  margin=(lambda v: v > 0, "a positive margin"),
-                  mu=(lambda v: v >= 0, "a weight >= 0"),
-                  adv_temperature=(lambda v: v >= 0, "a temperature >= 0"),
-                  checkpoint_every=(lambda v: v >= 0, "a number of epochs >= 0"),
-                  eval_batch_size=(lambda v: v >= 0, "a number of queries >= 0 (0: auto)"),
-                  time_budget=(lambda v: v >= 0, "a number of seconds >= 0 (0: no limit)"))
-    for name, (valid, expected) in checks.items():
-        if not valid(getattr(config, name)):
-            raise UserInputError(f"--{name.replace('_', '-')} {getattr(config, name)}: "
-                                 f"expected {expected}")
-    return config
+    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                   if getattr(args, f.name) is not None})
+    try:
+        return TrainConfig(**values)
+    except ConfigError as exc:
+        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: expected {exc.expected}") from None
 
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
-    features = ({m: dataset.features[m] for m in dataset.modalities}
-                if config.modalities else {})
-    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.hidden_channels,
+    features = dataset.features if config.modalities else {}
+    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim,
                       features=features, masks=dataset.masks, scorer=config.scorer,
                       margin=config.margin, train_features=config.train_features)
-
-
-def final_metrics(trainer: Trainer, dataset, drop_rate: float, seed: int):
-    """Valid and test metrics of the best model; the test optionally with modalities
-    hidden for a fraction of entities."""
-    fusion_mask = missing_modality_mask(trainer.model, dataset, drop_rate, seed)
-    return {
-        "valid": trainer.evaluate("valid"),
-        "test": {**trainer.evaluate("test", dataset.test_categories, fusion_mask),
-                 "drop_modality_rate": drop_rate},
-    }
 
 
 @user_errors_exit_2
@@ -172,7 +140,9 @@ def main(argv: Optional[List[str]] = None):
     if rank != 0:  # rank 0 evaluates and writes the outputs
         return None
 
-    results = final_metrics(trainer, dataset, args.drop_modality_rate, config.seed)
+    results = evaluate_splits(trainer.model, dataset, trainer.filter_index,
+                              config.eval_batch_size, args.drop_modality_rate, config.seed,
+                              trainer.best_valid, progress=not args.quiet)
     results["best_epoch"] = trainer.best_epoch
     atomic_write_json(out / "metrics.json", results)
     table = metrics_table({k: results[k] for k in ("valid", "test")})

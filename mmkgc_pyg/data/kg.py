@@ -2,22 +2,33 @@ r"""The in-memory multi-modal knowledge graph and its PyG view.
 
 :class:`KGDataset` holds the three splits as LongTensors ``[E, 3]`` in
 ``(head, relation, tail)`` order, the entity and relation names, and the modality
-features. :meth:`KGDataset.to_data` turns one split into a
-:class:`torch_geometric.data.Data` with these attributes:
+features. :meth:`KGDataset.to_data` turns it into one :class:`torch_geometric.data.Data`
+in the layout of PyG's own knowledge graphs (``WordNet18RR``: every split's edges, told
+apart by masks), and :meth:`KGDataset.from_data` turns such a ``Data`` back, losslessly:
 
-==================  ==================  ================================================
-attribute           shape / type        meaning
-==================  ==================  ================================================
-``edge_index``      ``[2, E]`` long     row 0 = heads, row 1 = tails
-``edge_type``       ``[E]`` long        relation ids
-``num_nodes``       ``int``             number of entities :math:`N`
-``num_relations``   ``int``             number of relations :math:`R`
-``x_<modality>``    ``[N, d_m]`` float  features; rows of missing entities are zeros
-``mask_<modality>`` ``[N]`` bool        ``True`` where the entity has the modality
-``modalities``      ``list[str]``       the modality names, sorted
-==================  ==================  ================================================
+======================  ==================  ============================================
+attribute               shape / type        meaning
+======================  ==================  ============================================
+``edge_index``          ``[2, E]`` long     row 0 = heads, row 1 = tails
+``edge_type``           ``[E]`` long        relation ids
+``train_mask``,         ``[E]`` bool        which split an edge belongs to
+``val_mask``,
+``test_mask``
+``num_nodes``           ``int``             number of entities :math:`N`
+``num_relations``       ``int``             number of relations :math:`R`
+``x_<modality>``        ``[N, d_m]`` float  features; rows of missing entities are zeros
+``mask_<modality>``     ``[N]`` bool        ``True`` where the entity has the modality
+``modalities``          ``list[str]``       the modality names, sorted
+``entity_names``,       ``list[str]``       names by id
+``relation_names``
+``test_category``       ``[E]`` long        relation category of each test edge (index
+                                            into ``CATEGORIES``; -1 elsewhere), if known
+``name``                ``str``             the dataset's name
+======================  ==================  ============================================
 
-:func:`triples_from_data` inverts the triple part.
+``to_data(split)`` gives one split alone (``edge_index`` holds only its edges, no masks),
+as PyG's ``FB15k_237(split=...)`` does; :func:`triples_from_data` reads its triples.
+The split names are ``train``, ``valid`` and ``test``; PyG's ``val`` is accepted too.
 """
 import hashlib
 from dataclasses import dataclass, field, replace
@@ -27,9 +38,10 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from mmkgc_pyg.errors import UserInputError
 
 SPLITS = ("train", "valid", "test")
+_SPLIT_ALIASES = {"val": "valid"}
+_MASKS = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
 _INT64_MAX = 2**63 - 1
 CATEGORIES = ("1-1", "1-n", "n-1", "n-n")
 
@@ -67,7 +79,10 @@ class KGDataset:
     test_categories: Dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
-        # Programming errors (the loaders validate user files with UserInputError).
+        # One modality order everywhere (features, masks, models built from them): sorted.
+        self.features = dict(sorted(self.features.items()))
+        self.masks = dict(sorted(self.masks.items()))
+        # Programming errors (the loaders report problems in user files themselves).
         for split in SPLITS:
             triples = getattr(self, split)
             if triples.dtype != torch.long or triples.dim() != 2 or triples.size(1) != 3:
@@ -93,8 +108,8 @@ class KGDataset:
 
     @property
     def modalities(self) -> List[str]:
-        r"""The modality names, sorted."""
-        return sorted(self.features)
+        r"""The modality names, sorted (the order of :attr:`features`)."""
+        return list(self.features)
 
     def known_triples(self) -> Tensor:
         r"""All known triples (train, valid, test), ``[E, 3]``: the filter set of
@@ -109,20 +124,76 @@ class KGDataset:
             digest.update(getattr(self, split).contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
-    def to_data(self, split: str = "train") -> Data:
-        r"""The triples of ``split`` and all modality features as a PyG
-        :class:`~torch_geometric.data.Data` (attributes in the module docstring)."""
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
-        triples = getattr(self, split)
-        data = Data(edge_index=triples[:, [0, 2]].t().contiguous(),
-                    edge_type=triples[:, 1].contiguous(), num_nodes=self.num_entities)
+    def to_data(self, split: Optional[str] = None) -> Data:
+        r"""The graph as a PyG :class:`~torch_geometric.data.Data` (attributes in the
+        module docstring): all splits with ``train_mask``/``val_mask``/``test_mask``,
+        or with ``split`` (``train``, ``valid``/``val``, ``test``) that split alone."""
+        if split is not None:
+            triples = getattr(self, canonical_split(split))
+            data = Data(edge_index=triples[:, [0, 2]].t().contiguous(),
+                        edge_type=triples[:, 1].contiguous(), num_nodes=self.num_entities)
+        else:
+            triples = self.known_triples()
+            sizes = [len(getattr(self, s)) for s in SPLITS]
+            which = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+            data = Data(edge_index=triples[:, [0, 2]].t().contiguous(),
+                        edge_type=triples[:, 1].contiguous(), num_nodes=self.num_entities,
+                        **{_MASKS[s]: which == i for i, s in enumerate(SPLITS)})
+            if self.test_categories:
+                category = torch.full((len(triples), ), -1, dtype=torch.long)
+                keys = triple_keys(triples, self.num_entities, self.num_relations)
+                for i, name in enumerate(CATEGORIES):
+                    members = self.test_categories.get(name, triples[:0])
+                    member_keys = triple_keys(members, self.num_entities, self.num_relations)
+                    category[data.test_mask & torch.isin(keys, member_keys)] = i
+                data.test_category = category
         data.num_relations = self.num_relations
         for m in self.modalities:
             data[f"x_{m}"] = self.features[m]
             data[f"mask_{m}"] = self.masks[m]
         data.modalities = self.modalities
+        data.entity_names = list(self.entity_names)
+        data.relation_names = list(self.relation_names)
+        data.name = self.name
         return data
+
+    @classmethod
+    def from_data(cls, data: Data, val_data: Optional[Data] = None,
+                  test_data: Optional[Data] = None, name: Optional[str] = None) -> "KGDataset":
+        r"""A :class:`KGDataset` from PyG data: one ``Data`` with ``train_mask``,
+        ``val_mask`` and ``test_mask`` over its edges (as :meth:`to_data` and PyG's
+        ``WordNet18RR`` make it), or three ``Data`` of one split each (``data`` the
+        training split, as PyG's ``FB15k_237(split=...)``). Modalities are the
+        ``x_<m>``/``mask_<m>`` attributes (a missing mask means present everywhere);
+        names and categories are read when present, else entity ``i`` is named ``"i"``."""
+        splits = [data] if val_data is None and test_data is None else [data, val_data, test_data]
+        if len(splits) == 3 and any(d is None for d in splits):
+            raise ValueError("from_data: expected both val_data and test_data, or neither")
+        num_entities = int(data.num_nodes)
+        triples = [triples_from_data(d) for d in splits]
+        num_relations = int(getattr(data, "num_relations", None) or
+                            max((int(t[:, 1].max()) + 1 for t in triples if len(t)), default=1))
+        if len(splits) == 1:
+            if not all(hasattr(data, _MASKS[s]) for s in SPLITS):
+                raise ValueError("from_data: expected train_mask, val_mask and test_mask, or "
+                                 "val_data and test_data")
+            triples = [triples[0][data[_MASKS[s]]] for s in SPLITS]
+        names = {key: list(getattr(data, key)) if getattr(data, key, None) is not None
+                 else [str(i) for i in range(count)]
+                 for key, count in (("entity_names", num_entities),
+                                    ("relation_names", num_relations))}
+        modalities = getattr(data, "modalities", None) or sorted(
+            key[2:] for key in data.keys() if key.startswith("x_"))
+        features = {m: data[f"x_{m}"] for m in modalities}
+        masks = {m: data[f"mask_{m}"] if f"mask_{m}" in data else
+                 torch.ones(num_entities, dtype=torch.bool) for m in modalities}
+        categories = {}
+        if len(splits) == 1 and getattr(data, "test_category", None) is not None:
+            test_rows = data.test_category[data.test_mask]
+            categories = {c: triples[2][test_rows == i] for i, c in enumerate(CATEGORIES)}
+        return cls(name or getattr(data, "name", None) or "graph", num_entities, num_relations,
+                   *triples, names["entity_names"], names["relation_names"], features, masks,
+                   categories)
 
     def drop_modalities(self, rate: float,
                         generator: Optional[torch.Generator] = None) -> "KGDataset":
@@ -151,6 +222,14 @@ class KGDataset:
                 f"valid={len(self.valid)}, test={len(self.test)}, modalities={{{mods}}})")
 
 
+def canonical_split(split: str) -> str:
+    """``train``, ``valid`` or ``test`` for a split name (PyG's ``val`` included)."""
+    canonical = _SPLIT_ALIASES.get(split, split)
+    if canonical not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)} (or 'val')")
+    return canonical
+
+
 def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tensor:
     r"""Injective int64 key of each triple: :math:`(h R + r) N + t`.
 
@@ -164,8 +243,8 @@ def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tenso
         num_relations: :math:`R`.
     """
     if num_relations * num_entities * num_entities > _INT64_MAX:
-        raise UserInputError(f"triple_keys: expected num_relations * num_entities**2 <= 2**63 - 1, "
-                             f"got {num_relations} * {num_entities}**2")
+        raise ValueError(f"triple_keys: expected num_relations * num_entities**2 <= 2**63 - 1, "
+                         f"got {num_relations} * {num_entities}**2")
     head, rel, tail = triples.unbind(-1)
     return (head * num_relations + rel) * num_entities + tail
 

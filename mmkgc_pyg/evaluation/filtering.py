@@ -4,6 +4,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.kernels.utils import csr_rows
+
 
 class FilterIndex:
     r"""All known answers of ``(entity, relation, ?)`` and ``(?, relation, entity)``
@@ -43,7 +45,6 @@ class FilterIndex:
         counts = torch.searchsorted(keys, query, right=True) - start
         ptr = torch.zeros(query.numel() + 1, dtype=torch.long, device=query.device)
         ptr[1:] = counts.cumsum(0)
-        rows = torch.repeat_interleave(torch.arange(query.numel(), device=query.device),
-                                       counts)
+        rows = csr_rows(ptr, int(ptr[-1]))  # the one host synchronisation: the lists' size
         offset = torch.arange(rows.numel(), device=query.device) - ptr[rows]
         return ptr, answers[start[rows] + offset]

@@ -29,31 +29,23 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.kernels.dispatch import use_triton
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - Triton is absent on macOS/Windows
-    triton = None
+from mmkgc_pyg.kernels.utils import HAS_TRITON, tl, triton, use_triton
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _check(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> None:
-    where = "adamf_fusion"
     if embs.dim() != 3 or not embs.is_floating_point():
-        raise UserInputError(f"{where}(embs): expected a float tensor [N, M, D], "
-                             f"got {embs.dtype} of shape {tuple(embs.shape)}")
+        raise ValueError(f"adamf_fusion: embs: expected a float tensor [N, M, D], "
+                         f"got {embs.dtype} of shape {tuple(embs.shape)}")
     n, m, d = embs.shape
     if m < 1:
-        raise UserInputError(f"{where}(embs): expected at least one modality, got M = 0")
+        raise ValueError("adamf_fusion: embs: expected at least one modality, got M = 0")
     if attn.shape != (d, ):
-        raise UserInputError(f"{where}(attn): expected shape ({d},), got {tuple(attn.shape)}")
+        raise ValueError(f"adamf_fusion: attn: expected shape ({d},), got {tuple(attn.shape)}")
     if mask is not None and (mask.dtype != torch.bool or mask.shape != (n, m)):
-        raise UserInputError(f"{where}(mask): expected a bool tensor of shape ({n}, {m}), "
-                             f"got {mask.dtype} of shape {tuple(mask.shape)}")
+        raise ValueError(f"adamf_fusion: mask: expected a bool tensor of shape ({n}, {m}), "
+                         f"got {mask.dtype} of shape {tuple(mask.shape)}")
 
 
 def adamf_fusion_reference(embs: Tensor, attn: Tensor,
@@ -92,61 +84,86 @@ def adamf_fusion(embs: Tensor, attn: Tensor,
     Returns:
         ``(joint [N, D] in embs.dtype, weights [N, M] float32)``; absent weights are
         exactly 0. Differentiable in ``embs`` and ``attn`` (gradients may flow into both
-        outputs). Runs the Triton kernels when :func:`use_triton` says so, else
-        :func:`adamf_fusion_reference`.
+        outputs). Runs the Triton kernels (the custom op ``mmkgc::adamf_fusion``, which
+        ``torch.compile`` traces) when :func:`~mmkgc_pyg.kernels.utils.use_triton` says
+        so, else :func:`adamf_fusion_reference`.
     """
     _check(embs, attn, mask)
     if embs.dtype not in _DTYPES:
-        raise UserInputError(f"adamf_fusion(embs): expected float32, bfloat16 or float16, "
-                             f"got {embs.dtype}")
+        raise ValueError(f"adamf_fusion: embs: expected float32, bfloat16 or float16, "
+                         f"got {embs.dtype}")
     tensors = (embs, attn) if mask is None else (embs, attn, mask)
     if not use_triton(*tensors):
         return adamf_fusion_reference(embs, attn, mask)
-    return _AdaMFFusion.apply(embs, attn, mask)
+    return _fusion_op(embs, attn, mask)
 
 
-class _AdaMFFusion(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, embs: Tensor, attn: Tensor, mask: Optional[Tensor]):
-        embs, attn = embs.contiguous(), attn.contiguous()
-        n, m, d = embs.shape
-        joint = embs.new_empty(n, d)
-        weights = embs.new_empty(n, m, dtype=torch.float32)
-        if n > 0:
-            block_n, block_d, warps = _blocks(m, d)
-            # uint8 has the bytes of torch.bool and loads in every Triton version.
-            mask_u8 = weights if mask is None else mask.contiguous().view(torch.uint8)
-            _fwd_kernel[(triton.cdiv(n, block_n), )](
-                embs, attn, mask_u8, joint, weights, n, D=d, M=m, M_PAD=_m_pad(m),
-                HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d,
-                num_warps=warps)
-        ctx.save_for_backward(embs, attn, weights)
-        ctx.set_materialize_grads(False)  # an unused output costs no zero tensor
-        return joint, weights
-
-    @staticmethod
-    def backward(ctx, grad_joint: Optional[Tensor], grad_weights: Optional[Tensor]):
-        embs, attn, weights = ctx.saved_tensors
-        n, m, d = embs.shape
-        if n == 0 or (grad_joint is None and grad_weights is None):
-            return torch.zeros_like(embs), torch.zeros_like(attn), None
+@torch.library.custom_op("mmkgc::adamf_fusion", mutates_args=())
+def _fusion_op(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    embs, attn = embs.contiguous(), attn.contiguous()
+    n, m, d = embs.shape
+    joint = embs.new_empty(n, d)
+    weights = embs.new_empty(n, m, dtype=torch.float32)
+    if n > 0:
         block_n, block_d, warps = _blocks(m, d)
-        num_blocks = triton.cdiv(n, block_n)
-        programs = min(num_blocks, _max_programs(embs.device))
-        grad_embs = torch.empty_like(embs)
-        partials = embs.new_empty(programs, d, dtype=torch.float32)
-        # A missing upstream gradient is never read (HAS_G / HAS_GW): any pointer will do.
-        g = weights if grad_joint is None else grad_joint.contiguous()
-        gw = weights if grad_weights is None else grad_weights.contiguous()
-        _bwd_kernel[(programs, )](
-            embs, attn, weights, g, gw, grad_embs, partials, n, num_blocks, D=d, M=m,
-            M_PAD=_m_pad(m), HAS_G=grad_joint is not None, HAS_GW=grad_weights is not None,
-            BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
-        grad_attn = torch.empty(d, device=attn.device, dtype=torch.float32)
-        _sum_rows_kernel[(triton.cdiv(d, _SUM_BLOCK_D), )](
-            partials, grad_attn, programs, d, BLOCK_P=_SUM_BLOCK_P, BLOCK_D=_SUM_BLOCK_D)
-        return grad_embs, grad_attn.to(attn.dtype), None
+        # uint8 has the bytes of torch.bool and loads in every Triton version.
+        mask_u8 = weights if mask is None else mask.contiguous().view(torch.uint8)
+        _fwd_kernel[(triton.cdiv(n, block_n), )](
+            embs, attn, mask_u8, joint, weights, n, D=d, M=m, M_PAD=_m_pad(m),
+            HAS_MASK=mask is not None, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
+    return joint, weights
+
+
+@_fusion_op.register_fake
+def _(embs, attn, mask):
+    n, m, d = embs.shape
+    return embs.new_empty(n, d), embs.new_empty(n, m, dtype=torch.float32)
+
+
+@torch.library.custom_op("mmkgc::adamf_fusion_backward", mutates_args=())
+def _fusion_backward_op(embs: Tensor, attn: Tensor, weights: Tensor,
+                        grad_joint: Optional[Tensor],
+                        grad_weights: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    embs = embs.contiguous()
+    n, m, d = embs.shape
+    grad_attn = torch.zeros(d, device=embs.device, dtype=torch.float32)
+    if n == 0 or (grad_joint is None and grad_weights is None):
+        return torch.zeros_like(embs), grad_attn
+    grad_embs = torch.empty_like(embs)
+    block_n, block_d, warps = _blocks(m, d)
+    num_blocks = triton.cdiv(n, block_n)
+    programs = min(num_blocks, _max_programs(embs.device))
+    partials = embs.new_empty(programs, d, dtype=torch.float32)
+    # A missing upstream gradient is never read (HAS_G / HAS_GW): any pointer will do.
+    g = weights if grad_joint is None else grad_joint.contiguous()
+    gw = weights if grad_weights is None else grad_weights.contiguous()
+    _bwd_kernel[(programs, )](
+        embs, attn.contiguous(), weights, g, gw, grad_embs, partials, n, num_blocks, D=d, M=m,
+        M_PAD=_m_pad(m), HAS_G=grad_joint is not None, HAS_GW=grad_weights is not None,
+        BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
+    _sum_rows_kernel[(triton.cdiv(d, _SUM_BLOCK_D), )](
+        partials, grad_attn, programs, d, BLOCK_P=_SUM_BLOCK_P, BLOCK_D=_SUM_BLOCK_D)
+    return grad_embs, grad_attn
+
+
+@_fusion_backward_op.register_fake
+def _(embs, attn, weights, grad_joint, grad_weights):
+    return torch.empty_like(embs), attn.new_empty(attn.shape, dtype=torch.float32)
+
+
+def _setup_context(ctx, inputs, output):
+    embs, attn, _ = inputs
+    ctx.save_for_backward(embs, attn, output[1])
+    ctx.set_materialize_grads(False)  # an unused output costs no zero tensor
+
+
+def _backward(ctx, grad_joint: Optional[Tensor], grad_weights: Optional[Tensor]):
+    embs, attn, weights = ctx.saved_tensors
+    grad_embs, grad_attn = _fusion_backward_op(embs, attn, weights, grad_joint, grad_weights)
+    return grad_embs, grad_attn.to(attn.dtype), None
+
+
+_fusion_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 _SUM_BLOCK_P, _SUM_BLOCK_D = 32, 128
@@ -172,7 +189,7 @@ def _max_programs(device: torch.device) -> int:
     return 4  # the interpreter: few programs keep the grid-stride loop exercised
 
 
-if triton is not None:
+if HAS_TRITON:
 
     @triton.jit
     def _tanh(x):
@@ -204,22 +221,22 @@ if triton is not None:
         return e_off, e_ok, w_off, w_ok, j_off, j_ok
 
     @triton.jit
-    def _fwd_kernel(E, A, MASK, J, W, N, D: tl.constexpr, M: tl.constexpr,
-                    M_PAD: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_D: tl.constexpr):
+    def _fwd_kernel(embs_ptr, attn_ptr, mask_ptr, joint_ptr, weights_ptr, N, D: tl.constexpr,
+                    M: tl.constexpr, M_PAD: tl.constexpr, HAS_MASK: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
         # Fused-softmax style: BLOCK_N entities with all their M modality rows in
         # registers, so e is read once and only joint and weights are written.
         e_off, e_ok, w_off, w_ok, j_off, j_ok = _tile(tl.program_id(0), N, D, M, M_PAD,
                                                       BLOCK_N, BLOCK_D)
         cols = tl.arange(0, BLOCK_D)
-        a = tl.load(A + cols, mask=cols < D, other=0.0).to(tl.float32)
-        e = tl.load(E + e_off, mask=e_ok, other=0.0).to(tl.float32)
+        a = tl.load(attn_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
+        e = tl.load(embs_ptr + e_off, mask=e_ok, other=0.0).to(tl.float32)
         u = tl.sum(_tanh(e) * a[None, None, :], axis=2)
 
         # Column 0 is always present: every softmax (padding rows too) has a finite term.
         first = (tl.arange(0, M_PAD) == 0)[None, :]
         if HAS_MASK:
-            present = first | (tl.load(MASK + w_off, mask=w_ok, other=0) != 0)
+            present = first | (tl.load(mask_ptr + w_off, mask=w_ok, other=0) != 0)
         else:
             present = first | w_ok
         u = tl.where(present, u, float("-inf"))  # exp(-inf) = 0: absent weights exactly 0
@@ -227,11 +244,12 @@ if triton is not None:
         w = p / tl.sum(p, axis=1)[:, None]
 
         joint = tl.sum(w[:, :, None] * e, axis=1)
-        tl.store(J + j_off, joint.to(J.dtype.element_ty), mask=j_ok)
-        tl.store(W + w_off, w, mask=w_ok)
+        tl.store(joint_ptr + j_off, joint.to(joint_ptr.dtype.element_ty), mask=j_ok)
+        tl.store(weights_ptr + w_off, w, mask=w_ok)
 
     @triton.jit
-    def _bwd_kernel(E, A, W, G, GW, DE, PARTIALS, N, NUM_BLOCKS, D: tl.constexpr,
+    def _bwd_kernel(embs_ptr, attn_ptr, weights_ptr, grad_joint_ptr, grad_weights_ptr,
+                    grad_embs_ptr, partials_ptr, N, NUM_BLOCKS, D: tl.constexpr,
                     M: tl.constexpr, M_PAD: tl.constexpr, HAS_G: tl.constexpr,
                     HAS_GW: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
         # With g = dL/djoint, gw = dL/dweights and t = tanh(e), per entity:
@@ -242,37 +260,37 @@ if triton is not None:
         # Each program walks a strided set of row blocks and writes its own dattn
         # partial (no atomics: deterministic); _sum_rows_kernel adds the partials.
         cols = tl.arange(0, BLOCK_D)
-        a = tl.load(A + cols, mask=cols < D, other=0.0).to(tl.float32)
+        a = tl.load(attn_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)
         dattn = tl.zeros([BLOCK_D], tl.float32)
         for blk in range(tl.program_id(0), NUM_BLOCKS, tl.num_programs(0)):
             e_off, e_ok, w_off, w_ok, j_off, j_ok = _tile(blk, N, D, M, M_PAD, BLOCK_N,
                                                           BLOCK_D)
-            e = tl.load(E + e_off, mask=e_ok, other=0.0).to(tl.float32)
-            w = tl.load(W + w_off, mask=w_ok, other=0.0)
+            e = tl.load(embs_ptr + e_off, mask=e_ok, other=0.0).to(tl.float32)
+            w = tl.load(weights_ptr + w_off, mask=w_ok, other=0.0)
             dw = tl.zeros([BLOCK_N, M_PAD], tl.float32)
             if HAS_G:
-                g = tl.load(G + j_off, mask=j_ok, other=0.0).to(tl.float32)
+                g = tl.load(grad_joint_ptr + j_off, mask=j_ok, other=0.0).to(tl.float32)
                 dw += tl.sum(g[:, None, :] * e, axis=2)
             if HAS_GW:
-                dw += tl.load(GW + w_off, mask=w_ok, other=0.0).to(tl.float32)
+                dw += tl.load(grad_weights_ptr + w_off, mask=w_ok, other=0.0).to(tl.float32)
             du = w * (dw - tl.sum(w * dw, axis=1)[:, None])
             t = _tanh(e)
             de = du[:, :, None] * a[None, None, :] * (1.0 - t * t)
             if HAS_G:
                 de += w[:, :, None] * g[:, None, :]
-            tl.store(DE + e_off, de.to(DE.dtype.element_ty), mask=e_ok)
+            tl.store(grad_embs_ptr + e_off, de.to(grad_embs_ptr.dtype.element_ty), mask=e_ok)
             dattn += tl.sum(tl.sum(du[:, :, None] * t, axis=1), axis=0)
-        tl.store(PARTIALS + tl.program_id(0).to(tl.int64) * D + cols, dattn, mask=cols < D)
+        tl.store(partials_ptr + tl.program_id(0).to(tl.int64) * D + cols, dattn, mask=cols < D)
 
     @triton.jit
-    def _sum_rows_kernel(X, OUT, P, D, BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
-        # OUT[d] = sum_p X[p, d], in a fixed order (deterministic).
+    def _sum_rows_kernel(x_ptr, out_ptr, P, D, BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
+        # out[d] = sum_p x[p, d], in a fixed order (deterministic).
         cols = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
         col_ok = cols < D
         acc = tl.zeros([BLOCK_D], tl.float32)
         for start in range(0, P, BLOCK_P):
             rows = start + tl.arange(0, BLOCK_P)
             ok = (rows < P)[:, None] & col_ok[None, :]
-            acc += tl.sum(tl.load(X + rows[:, None] * D + cols[None, :], mask=ok, other=0.0),
+            acc += tl.sum(tl.load(x_ptr + rows[:, None] * D + cols[None, :], mask=ok, other=0.0),
                           axis=0)
-        tl.store(OUT + cols, acc, mask=col_ok)
+        tl.store(out_ptr + cols, acc, mask=col_ok)

@@ -1,4 +1,4 @@
-r"""RotatE scoring and filtered ranking over all entities.
+r"""RotatE scores and filtered rank counts over all entities.
 
 A query :math:`q \in \mathbb{C}^k` (the rotated head :math:`h \circ r`, or the
 inverse-rotated tail) is scored against every entity :math:`e_n` by
@@ -7,45 +7,41 @@ inverse-rotated tail) is scored against every entity :math:`e_n` by
     s(q, e_n) = \gamma - \sum_{i=1}^{k} |q_i - e_{n,i}|,
 
 with complex vectors stored as real ``[..., 2k]`` tensors (real half, then imaginary half).
-Higher scores are better. The filtered realistic rank of the target entity :math:`t` is
+Higher scores are better. For a target :math:`t` and the query's filter list :math:`F`
+(the other known answers), :func:`rotate_rank_counts` gives
 
 .. math::
-    \mathrm{rank} = 1 + |\{n \notin F : s_n > s_t\}|
-                     + \tfrac12 |\{n \notin F \cup \{t\} : s_n = s_t\}|,
+    \mathrm{better} = |\{n \notin F \cup \{t\} : s_n > s_t\}|, \qquad
+    \mathrm{tied} = |\{n \notin F \cup \{t\} : s_n = s_t\}|,
 
-where :math:`F` is the query's filter list (the other known answers).
-
-Each public function runs a Triton kernel or its plain-PyTorch reference (same semantics),
-as chosen by :func:`~mmkgc_pyg.kernels.dispatch.use_triton`.
-The Triton ranking never materialises the ``[B, N]`` score matrix: tiles of queries x entities
-accumulate distances in registers and reduce them to per-query counts in the kernel; the
-filtered entities' contributions are then subtracted using their short lists.
+from which :class:`~mmkgc_pyg.evaluation.Ranks` derives optimistic, pessimistic and
+realistic ranks. The kernel never materialises the ``[B, N]`` score matrix: tiles of
+queries x entities accumulate distances in registers and reduce them to per-query counts;
+the filtered entities' contributions are then subtracted using their short lists.
+Kernels run as the custom ops ``mmkgc::rotate_scores`` and ``mmkgc::rotate_rank_counts``
+(traceable by ``torch.compile``).
 """
+from typing import Tuple
+
 import torch
+from torch import Tensor
 
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.kernels.dispatch import HAS_TRITON, interpreter_enabled, use_triton
+from mmkgc_pyg.kernels.utils import (HAS_TRITON, INTERPRETED, check_csr, csr_rows, tl, triton,
+                                     use_triton)
 
-# The references broadcast a chunk of queries against all entities; this bounds the size of
+# The reference broadcasts a chunk of queries against all entities; this bounds the size of
 # each [chunk, N, 2k] temporary (in elements).
 _CHUNK_ELEMENTS = 1 << 24
 
 
-def check_complex_embeddings(query: torch.Tensor, entities: torch.Tensor) -> int:
+def check_complex_embeddings(query: Tensor, entities: Tensor) -> int:
     """Check ``query [B, 2k]`` and ``entities [N, 2k]``; return ``k``."""
     if (query.dim() != 2 or entities.dim() != 2 or query.size(1) != entities.size(1)
             or query.size(1) == 0 or query.size(1) % 2):
-        raise UserInputError(
+        raise ValueError(
             "rotate: expected query [B, 2k] and entities [N, 2k] with the same even 2k > 0, "
             f"got {tuple(query.shape)} and {tuple(entities.shape)}")
     return query.size(1) // 2
-
-
-def _check_filter(num_queries: int, filter_ptr: torch.Tensor, filter_idx: torch.Tensor) -> None:
-    if filter_ptr.shape != (num_queries + 1, ) or filter_idx.dim() != 1:
-        raise UserInputError(
-            f"rotate: expected filter_ptr [{num_queries + 1}] and a 1-D filter_idx, "
-            f"got {tuple(filter_ptr.shape)} and {tuple(filter_idx.shape)}")
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,7 +49,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def complex_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def complex_distance(a: Tensor, b: Tensor) -> Tensor:
     r"""Reference :math:`\sum_i |a_i - b_i|` over the complex dims of broadcastable
     ``[..., 2k]`` tensors, computed in at least float32.
 
@@ -69,80 +65,16 @@ def complex_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(nonzero, torch.where(nonzero, squared, 1.0).sqrt(), 0.0).sum(-1)
 
 
-def _chunks(num_queries: int, elements_per_query: int):
-    """Query ranges ``(start, stop)`` whose references stay within ``_CHUNK_ELEMENTS``."""
-    step = max(1, _CHUNK_ELEMENTS // max(1, elements_per_query))
-    for start in range(0, num_queries, step):
-        yield start, min(start + step, num_queries)
-
-
-def filter_rows(filter_ptr: torch.Tensor, filter_idx: torch.Tensor) -> torch.Tensor:
-    """The query of every filter entry: ``[nnz]`` (CSR ``ptr`` expanded)."""
-    num_queries = filter_ptr.numel() - 1
-    return torch.arange(num_queries, device=filter_idx.device).repeat_interleave(
-        filter_ptr.diff().to(filter_idx.device), output_size=filter_idx.numel())
-
-
-def _slice_filter(filter_ptr, filter_idx, bounds: list, start: int, stop: int):
-    """The CSR filter lists of queries ``start:stop``, re-based to start at 0
-    (``bounds = filter_ptr.tolist()``, read once rather than once per chunk)."""
-    return filter_ptr[start:stop + 1] - bounds[start], filter_idx[bounds[start]:bounds[stop]]
-
-
-def _filter_mask(filter_ptr, filter_idx, num_entities: int) -> torch.Tensor:
-    """Boolean ``[B, N]`` mask of the filtered (query, entity) pairs."""
-    mask = torch.zeros(filter_ptr.numel() - 1, num_entities, dtype=torch.bool,
-                       device=filter_idx.device)
-    mask[filter_rows(filter_ptr, filter_idx), filter_idx] = True
-    return mask
-
-
-def rank_from_scores(scores: torch.Tensor, target: torch.Tensor, filter_ptr: torch.Tensor,
-                     filter_idx: torch.Tensor) -> torch.Tensor:
-    r"""Filtered realistic rank of ``target[b]`` among the scores ``[B, N]`` of any scorer
-    (higher is better): :math:`1 + \#\text{better} + \#\text{tied} / 2`, ignoring the
-    entities ``filter_idx[filter_ptr[b]:filter_ptr[b+1]]`` and the target itself.
-
-    Returns float32 ``[B]``.
-    """
-    _check_filter(scores.size(0), filter_ptr, filter_idx)
-    rows = torch.arange(scores.size(0), device=scores.device)
-    ignore = _filter_mask(filter_ptr, filter_idx, scores.size(1))
-    ignore[rows, target] = True  # the target is never its own competitor
-    target_score = scores[rows, target][:, None]
-    better = ((scores > target_score) & ~ignore).sum(1)
-    tied = ((scores == target_score) & ~ignore).sum(1)
-    return (1 + better + 0.5 * tied).float()
-
-
-def rotate_scores_reference(query: torch.Tensor, entities: torch.Tensor,
-                            margin: float) -> torch.Tensor:
-    """Reference for :func:`rotate_scores`: chunked broadcast in PyTorch."""
+def rotate_scores_reference(query: Tensor, entities: Tensor, margin: float) -> Tensor:
+    """Reference for :func:`rotate_scores`: chunked broadcast in PyTorch (differentiable)."""
     k = check_complex_embeddings(query, entities)
-    out = torch.empty(query.size(0), entities.size(0), dtype=_compute_dtype(query.dtype),
-                      device=query.device)
-    for start, stop in _chunks(query.size(0), entities.size(0) * k):
-        out[start:stop] = margin - complex_distance(query[start:stop, None], entities[None])
-    return out
+    step = max(1, _CHUNK_ELEMENTS // max(1, entities.size(0) * k))
+    return torch.cat([margin - complex_distance(query[start:start + step, None], entities[None])
+                      for start in range(0, query.size(0), step)]
+                     or [query.new_zeros(0, entities.size(0), dtype=_compute_dtype(query.dtype))])
 
 
-def rotate_filtered_ranks_reference(query: torch.Tensor, entities: torch.Tensor,
-                                    target: torch.Tensor, filter_ptr: torch.Tensor,
-                                    filter_idx: torch.Tensor) -> torch.Tensor:
-    """Reference for :func:`rotate_filtered_ranks`: chunked scores, then
-    :func:`rank_from_scores`."""
-    k = check_complex_embeddings(query, entities)
-    _check_filter(query.size(0), filter_ptr, filter_idx)
-    ranks = torch.empty(query.size(0), dtype=torch.float32, device=query.device)
-    bounds = filter_ptr.tolist()
-    for start, stop in _chunks(query.size(0), entities.size(0) * k):
-        scores = -complex_distance(query[start:stop, None], entities[None])
-        ranks[start:stop] = rank_from_scores(
-            scores, target[start:stop], *_slice_filter(filter_ptr, filter_idx, bounds, start, stop))
-    return ranks
-
-
-def rotate_scores(query: torch.Tensor, entities: torch.Tensor, margin: float) -> torch.Tensor:
+def rotate_scores(query: Tensor, entities: Tensor, margin: float) -> Tensor:
     r"""All-entity RotatE scores :math:`\gamma - \sum_i |q_{b,i} - e_{n,i}|`.
 
     Args:
@@ -151,45 +83,66 @@ def rotate_scores(query: torch.Tensor, entities: torch.Tensor, margin: float) ->
         margin: :math:`\gamma`.
 
     Returns:
-        ``[B, N]`` float32 scores (float64 for float64 inputs on the reference path).
+        ``[B, N]`` float32 scores (float64 for float64 inputs on the reference path). The
+        Triton kernel runs for inference; when a gradient is needed the (differentiable)
+        reference runs instead, so both paths give the same results with or without autograd.
     """
     check_complex_embeddings(query, entities)
-    if not use_triton(query, entities):
+    needs_grad = torch.is_grad_enabled() and (query.requires_grad or entities.requires_grad)
+    if needs_grad or not use_triton(query, entities):
         return rotate_scores_reference(query, entities, margin)
+    return _scores_op(query, entities, float(margin))
+
+
+@torch.library.custom_op("mmkgc::rotate_scores", mutates_args=())
+def _scores_op(query: Tensor, entities: Tensor, margin: float) -> Tensor:
     B, N = query.size(0), entities.size(0)
     out = torch.empty(B, N, dtype=torch.float32, device=query.device)
     if B and N:
         q_cols, e_cols = _columns(query, _QUERY_PAD), _columns(entities, _ENTITY_PAD)
         _launch_tiles(_scores_kernel, _scores_kernel_tuned, B, N, q_cols, e_cols, out,
-                      float(margin), B, N, *_strides(q_cols, e_cols))
+                      margin, B, N, *_strides(q_cols, e_cols))
     return out
 
 
-def rotate_filtered_ranks(query: torch.Tensor, entities: torch.Tensor, target: torch.Tensor,
-                          filter_ptr: torch.Tensor, filter_idx: torch.Tensor) -> torch.Tensor:
-    """Filtered realistic rank of entity ``target[b]`` for query ``b`` among all entities.
+@_scores_op.register_fake
+def _(query, entities, margin):
+    return query.new_empty(query.size(0), entities.size(0), dtype=torch.float32)
 
-    Args:
-        query: ``[B, 2k]`` complex queries.
-        entities: ``[N, 2k]`` complex entity embeddings.
-        target: ``[B]`` index of the true answer of each query.
-        filter_ptr: ``[B + 1]`` CSR offsets into ``filter_idx``.
-        filter_idx: ``[nnz]`` entities to ignore per query (other known answers; unique per
-            query, may include the target, may be empty).
+
+def rotate_rank_counts(query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
+                       filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""For each query, how many competing entities score better than ``target[b]`` and
+    how many tie with it, streamed through the Triton kernel (no ``[B, N]`` scores).
+
+    Competitors are all entities except the target and the query's filter list
+    ``filter_idx[filter_ptr[b]:filter_ptr[b + 1]]`` (unique per query, may include the
+    target, may be empty). The target's distance is computed with the same arithmetic as
+    every candidate's, so identical entity rows tie exactly.
+    :class:`~mmkgc_pyg.evaluation.Ranks` turns the counts into ranks.
 
     Returns:
-        ``[B]`` float32 ranks, 1-based; ties with other entities count half.
+        ``(better [B], tied [B])`` int32, on CUDA (or in Triton's interpreter).
     """
     check_complex_embeddings(query, entities)
-    _check_filter(query.size(0), filter_ptr, filter_idx)
+    check_csr(query.size(0), filter_ptr, filter_idx, "rotate_rank_counts")
     if not use_triton(query, entities, target, filter_ptr, filter_idx):
-        return rotate_filtered_ranks_reference(query, entities, target, filter_ptr, filter_idx)
+        raise RuntimeError("rotate_rank_counts runs the Triton kernel only (CUDA tensors, or "
+                           "Triton's interpreter); count from rotate_scores otherwise")
+    return _rank_counts_op(query, entities, target, filter_ptr, filter_idx)
+
+
+@torch.library.custom_op("mmkgc::rotate_rank_counts", mutates_args=())
+def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
+                    filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
     B, N = query.size(0), entities.size(0)
+    better = torch.zeros(B, dtype=torch.int32, device=query.device)
+    tied = torch.zeros(B, dtype=torch.int32, device=query.device)
     if B == 0:
-        return torch.empty(0, dtype=torch.float32, device=query.device)
+        return better, tied
     q_cols, e_cols = _columns(query, _QUERY_PAD), _columns(entities, _ENTITY_PAD)
     strides = _strides(q_cols, e_cols)
-    rows = filter_rows(filter_ptr, filter_idx)
+    rows = csr_rows(filter_ptr, filter_idx.numel())
 
     # One pass computes the target distances and the filtered entities' distances with the
     # same arithmetic as the tiles, so comparisons against the target are exact.
@@ -200,67 +153,33 @@ def rotate_filtered_ranks(query: torch.Tensor, entities: torch.Tensor, target: t
         q_cols, e_cols, pair_query, pair_entity, pair_dist, pair_query.numel(), *strides,
         BLOCK_P=_PAIR_BLOCK)
     target_dist, filtered_dist = pair_dist[:B], pair_dist[B:]
-
-    better = torch.zeros(B, dtype=torch.int32, device=query.device)
-    tied = torch.zeros(B, dtype=torch.int32, device=query.device)
     _launch_tiles(_count_kernel, _count_kernel_tuned, B, N, q_cols, e_cols, target_dist, better,
                   tied, B, N, *strides)
 
-    # Take the filtered entities back out; the target is removed below (it ties with itself).
+    # Take the filtered entities back out, and the target (it ties with itself).
     competing = filter_idx != target[rows]
     limit = target_dist[rows]
     better.index_add_(0, rows, ((filtered_dist < limit) & competing).int(), alpha=-1)
     tied.index_add_(0, rows, ((filtered_dist == limit) & competing).int(), alpha=-1)
-    return 1 + better + 0.5 * (tied - 1)
+    return better, tied - 1
 
 
-def rotate_topk(query: torch.Tensor, entities: torch.Tensor, margin: float, k: int,
-                filter_ptr: torch.Tensor = None, filter_idx: torch.Tensor = None):
-    """The ``k`` best-scoring entities per query (for prediction).
-
-    Args:
-        query, entities, margin: as in :func:`rotate_scores`.
-        k: how many; clamped to the number of entities.
-        filter_ptr, filter_idx: optional CSR lists of entities to exclude per query (they
-            score ``-inf``, so they only appear when fewer than ``k`` others remain).
-
-    Returns:
-        ``(scores [B, k], indices [B, k])``, best first.
-    """
-    check_complex_embeddings(query, entities)
-    if (filter_ptr is None) != (filter_idx is None):
-        raise UserInputError("rotate_topk: expected both filter_ptr and filter_idx, or neither")
-    if filter_ptr is not None:
-        _check_filter(query.size(0), filter_ptr, filter_idx)
-    if k < 1:
-        raise UserInputError(f"rotate_topk: expected k >= 1, got {k}")
-    B, N = query.size(0), entities.size(0)
-    k = min(k, N)
-    scores = torch.empty(B, k, dtype=torch.float32, device=query.device)
-    indices = torch.empty(B, k, dtype=torch.long, device=query.device)
-    bounds = None if filter_ptr is None else filter_ptr.tolist()
-    for start, stop in _chunks(B, N):
-        chunk = rotate_scores(query[start:stop], entities, margin).float()
-        if filter_ptr is not None:
-            chunk.masked_fill_(
-                _filter_mask(*_slice_filter(filter_ptr, filter_idx, bounds, start, stop), N),
-                float("-inf"))
-        scores[start:stop], indices[start:stop] = chunk.topk(k, dim=1)
-    return scores, indices
+@_rank_counts_op.register_fake
+def _(query, entities, target, filter_ptr, filter_idx):
+    B = query.size(0)
+    return (query.new_empty(B, dtype=torch.int32), query.new_empty(B, dtype=torch.int32))
 
 
-# Triton decides between compiling and interpreting when the kernels are decorated (import).
-_INTERPRETED = interpreter_enabled()
 # Tile shapes: autotuned on a GPU (once per (N, k)); small and fixed in the interpreter,
 # where autotuning would be slow.
 _INTERPRETER_TILE = {"BLOCK_B": 8, "BLOCK_N": 16}
-_PAIR_BLOCK = 32 if _INTERPRETED else 128
+_PAIR_BLOCK = 32 if INTERPRETED else 128
 # Query columns are padded to a multiple of every BLOCK_B, so query loads need no mask;
 # entity columns to a multiple of 16, so rows stay aligned for vector loads.
 _QUERY_PAD, _ENTITY_PAD = 64, 16
 
 
-def _columns(x: torch.Tensor, multiple: int) -> torch.Tensor:
+def _columns(x: Tensor, multiple: int) -> Tensor:
     """``x [n, 2k]`` transposed to ``[2k, n_pad]`` (zero-padded columns, dtype kept), so that
     one dimension of many queries/entities is one contiguous row."""
     n_pad = -(-x.size(0) // multiple) * multiple
@@ -269,7 +188,7 @@ def _columns(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return cols
 
 
-def _strides(q_cols: torch.Tensor, e_cols: torch.Tensor):
+def _strides(q_cols: Tensor, e_cols: Tensor):
     """Kernel arguments locating dimension i: row stride and offset of the imaginary half."""
     k = q_cols.size(0) // 2
     return q_cols.size(1), e_cols.size(1), k * q_cols.size(1), k * e_cols.size(1), k
@@ -279,16 +198,13 @@ def _launch_tiles(kernel, tuned_kernel, B: int, N: int, *args) -> None:
     def grid(meta):
         return triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(N, meta["BLOCK_N"])
 
-    if _INTERPRETED:
+    if INTERPRETED:
         kernel[grid](*args, **_INTERPRETER_TILE)
     else:
         tuned_kernel[grid](*args)
 
 
 if HAS_TRITON:
-    import triton
-    import triton.language as tl
-
     # Each thread ends up holding all BLOCK_B rows x 4 contiguous columns of its tile (see
     # _distance): BLOCK_N = 128 * num_warps, and BLOCK_B * 4 accumulators per thread.
     _TILE_CONFIGS = [

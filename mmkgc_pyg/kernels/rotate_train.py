@@ -15,37 +15,38 @@ The Triton forward gathers the candidate rows inside the kernel (no ``[B, C, 2k]
 the backward sums the query gradient per program and scatters the entity gradient with
 fp32 atomics.
 """
+from typing import Tuple
+
 import torch
+from torch import Tensor
 
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.kernels.dispatch import HAS_TRITON, interpreter_enabled, use_triton
 from mmkgc_pyg.kernels.rotate import check_complex_embeddings, complex_distance
+from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_triton
 
-# Triton decides between compiling and interpreting when the kernels are decorated (import).
 # Blocks of BLOCK_C candidates x BLOCK_K complex dims; small in the interpreter so tests cover
 # several blocks of both.
-_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if interpreter_enabled() else
+_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if INTERPRETED else
            {"BLOCK_C": 16, "BLOCK_K": 64, "num_warps": 4})
 
 
-def _check_index(query: torch.Tensor, index: torch.Tensor) -> None:
+def _check_index(query: Tensor, index: Tensor) -> None:
     if (index.dim() != 2 or index.size(0) != query.size(0) or index.dtype.is_floating_point
             or index.dtype == torch.bool):
-        raise UserInputError(
+        raise ValueError(
             f"rotate_gather_scores: expected an integer index [{query.size(0)}, C], "
             f"got {index.dtype} {tuple(index.shape)}")
 
 
-def rotate_gather_scores_reference(query: torch.Tensor, entities: torch.Tensor,
-                                   index: torch.Tensor, margin: float) -> torch.Tensor:
+def rotate_gather_scores_reference(query: Tensor, entities: Tensor, index: Tensor,
+                                   margin: float) -> Tensor:
     """Reference for :func:`rotate_gather_scores`: gather, then PyTorch autograd."""
     check_complex_embeddings(query, entities)
     _check_index(query, index)
     return margin - complex_distance(query[:, None], entities[index])
 
 
-def rotate_gather_scores(query: torch.Tensor, entities: torch.Tensor, index: torch.Tensor,
-                         margin: float) -> torch.Tensor:
+def rotate_gather_scores(query: Tensor, entities: Tensor, index: Tensor,
+                         margin: float) -> Tensor:
     r"""RotatE scores of query ``b`` against entities ``index[b, :]``, differentiable in
     ``query`` and ``entities``.
 
@@ -57,44 +58,66 @@ def rotate_gather_scores(query: torch.Tensor, entities: torch.Tensor, index: tor
 
     Returns:
         ``[B, C]`` float32 scores (float64 for float64 inputs on the reference path).
+        The Triton path is the custom op ``mmkgc::rotate_gather_scores``.
     """
     check_complex_embeddings(query, entities)
     _check_index(query, index)
     if not use_triton(query, entities, index):
         return rotate_gather_scores_reference(query, entities, index, margin)
-    return _RotateGatherScores.apply(query, entities, index, float(margin))
+    return _gather_op(query, entities, index, float(margin))
 
 
-class _RotateGatherScores(torch.autograd.Function):
+@torch.library.custom_op("mmkgc::rotate_gather_scores", mutates_args=())
+def _gather_op(query: Tensor, entities: Tensor, index: Tensor, margin: float) -> Tensor:
+    query, entities, index = query.contiguous(), entities.contiguous(), index.contiguous()
+    (B, C), K = index.shape, query.size(1) // 2
+    out = torch.empty(B, C, dtype=torch.float32, device=query.device)
+    if out.numel():
+        grid = (B, triton.cdiv(C, _BLOCKS["BLOCK_C"]))
+        _gather_forward_kernel[grid](query, entities, index, out, margin, C, K, **_BLOCKS)
+    return out
 
-    @staticmethod
-    def forward(ctx, query, entities, index, margin):
-        query, entities, index = query.contiguous(), entities.contiguous(), index.contiguous()
-        (B, C), K = index.shape, query.size(1) // 2
-        out = torch.empty(B, C, dtype=torch.float32, device=query.device)
-        if out.numel():
-            grid = (B, triton.cdiv(C, _BLOCKS["BLOCK_C"]))
-            _gather_forward_kernel[grid](query, entities, index, out, margin, C, K, **_BLOCKS)
-        ctx.save_for_backward(query, entities, index)
-        return out
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        query, entities, index = ctx.saved_tensors
-        (B, C), K = index.shape, query.size(1) // 2
-        grad_query = torch.zeros(query.shape, dtype=torch.float32, device=query.device)
-        grad_entities = torch.zeros(entities.shape, dtype=torch.float32, device=query.device)
-        if grad_out.numel():
-            grid = (B, triton.cdiv(K, _BLOCKS["BLOCK_K"]))
-            _gather_backward_kernel[grid](query, entities, index, grad_out.float().contiguous(),
-                                          grad_query, grad_entities, C, K, **_BLOCKS)
-        return grad_query.to(query.dtype), grad_entities.to(entities.dtype), None, None
+@_gather_op.register_fake
+def _(query, entities, index, margin):
+    return query.new_empty(index.shape, dtype=torch.float32)
+
+
+@torch.library.custom_op("mmkgc::rotate_gather_scores_backward", mutates_args=())
+def _gather_backward_op(query: Tensor, entities: Tensor, index: Tensor,
+                        grad_out: Tensor) -> Tuple[Tensor, Tensor]:
+    query, entities, index = query.contiguous(), entities.contiguous(), index.contiguous()
+    (B, C), K = index.shape, query.size(1) // 2
+    grad_query = torch.zeros(query.shape, dtype=torch.float32, device=query.device)
+    grad_entities = torch.zeros(entities.shape, dtype=torch.float32, device=query.device)
+    if grad_out.numel():
+        grid = (B, triton.cdiv(K, _BLOCKS["BLOCK_K"]))
+        _gather_backward_kernel[grid](query, entities, index, grad_out.float().contiguous(),
+                                      grad_query, grad_entities, C, K, **_BLOCKS)
+    return grad_query, grad_entities
+
+
+@_gather_backward_op.register_fake
+def _(query, entities, index, grad_out):
+    return (query.new_empty(query.shape, dtype=torch.float32),
+            entities.new_empty(entities.shape, dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output):
+    query, entities, index, _ = inputs
+    ctx.save_for_backward(query, entities, index)
+
+
+def _backward(ctx, grad_out: Tensor):
+    query, entities, index = ctx.saved_tensors
+    grad_query, grad_entities = _gather_backward_op(query, entities, index, grad_out)
+    return grad_query.to(query.dtype), grad_entities.to(entities.dtype), None, None
+
+
+_gather_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 if HAS_TRITON:
-    import triton
-    import triton.language as tl
-
     # K (complex dims) is a compile-time constant so that row offsets 2K are known
     # multiples: aligned vector loads for even K (one compilation per embedding size).
     @triton.jit

@@ -1,8 +1,9 @@
 """AdaMF: adaptive multi-modal fusion (Zhang et al., LREC-COLING 2024)."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch_geometric.nn import Linear
 
 from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion
 
@@ -27,18 +28,20 @@ class AdaMF(torch.nn.Module):
     ``[N, 1 + M, D]`` and :meth:`fuse` runs the fused attention (a Triton kernel on CUDA).
 
     Args:
-        in_channels (Dict[str, int]): raw feature size of each extra modality; the
-            dict's order fixes the order of the weight columns after the structural one.
+        in_channels (Dict[str, int]): raw feature size of each extra modality, or ``-1``
+            to infer it at the first call (PyG's lazy initialisation); the dict's order
+            fixes the order of the weight columns after the structural one.
         out_channels (int): size :math:`D` of the structural and joint embeddings.
     """
 
     def __init__(self, in_channels: Dict[str, int], out_channels: int):
         super().__init__()
+        if not in_channels:
+            raise ValueError("AdaMF: in_channels: expected at least one modality")
         self.in_channels = dict(in_channels)
         self.out_channels = out_channels
         self.projections = torch.nn.ModuleDict({
-            name: torch.nn.Linear(size, out_channels)
-            for name, size in self.in_channels.items()
+            name: Linear(size, out_channels) for name, size in self.in_channels.items()
         })
         self.attn = torch.nn.Parameter(torch.empty(out_channels))
         self.reset_parameters()
@@ -56,6 +59,10 @@ class AdaMF(torch.nn.Module):
 
     def project(self, x_struct: Tensor, x_dict: Dict[str, Tensor]) -> Tensor:
         """Projects every modality to size D: ``[N, 1 + M, D]``."""
+        missing = [name for name in self.in_channels if name not in x_dict]
+        if missing:
+            raise ValueError(f"AdaMF: x_dict: expected the modalities {list(self.in_channels)}, "
+                             f"got none for {missing}")
         projected = [self.projections[name](x_dict[name]) for name in self.in_channels]
         return torch.stack([x_struct, *projected], dim=1)
 
@@ -69,27 +76,33 @@ class AdaMF(torch.nn.Module):
                                     if name in mask_dict else ones
                                     for name in self.in_channels)], dim=1)
 
-    def fuse(self, embs: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def fuse(self, embs: Tensor, mask: Optional[Tensor] = None,
+             return_attention_weights: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """Attention over the modality axis of ``embs [N, 1 + M, D]``."""
-        return adamf_fusion(embs, self.attn, mask)
+        joint, weights = adamf_fusion(embs, self.attn, mask)
+        return (joint, weights) if return_attention_weights else joint
 
     def forward(self, x_struct: Tensor, x_dict: Dict[str, Tensor],
-                mask_dict: Optional[Dict[str, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+                mask_dict: Optional[Dict[str, Tensor]] = None,
+                return_attention_weights: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""
         Args:
             x_struct (torch.Tensor): structural embeddings ``[N, D]``.
             x_dict (Dict[str, torch.Tensor]): raw features ``[N, d_m]`` per modality.
             mask_dict (Dict[str, torch.Tensor], optional): availability ``[N]`` per
                 modality (``True`` = present); all present when omitted.
+            return_attention_weights (bool): also return the modality weights (PyG's
+                convention for attention layers).
 
         Returns:
-            The joint embeddings ``[N, D]`` and the modality weights ``[N, 1 + M]``
-            (columns in :attr:`modality_names` order).
+            The joint embeddings ``[N, D]``, and with ``return_attention_weights`` the
+            modality weights ``[N, 1 + M]`` (columns in :attr:`modality_names` order; 0
+            where a modality is missing).
         """
         embs = self.project(x_struct, x_dict)
         mask = (None if mask_dict is None
                 else self.stack_masks(mask_dict, x_struct.size(0), x_struct.device))
-        return self.fuse(embs, mask)
+        return self.fuse(embs, mask, return_attention_weights)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, "

@@ -45,18 +45,22 @@ class MAT(torch.nn.Module):
         for g in self.generators.values():
             g.draw_noise(num_entities, generator)
 
-    def forward(self, model, index: Tensor, train_generators: bool = False,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+    def forward(self, model, index: Tensor, generator: Optional[torch.Generator] = None,
+                grad_to: str = "model") -> Tensor:
         """Adversarial joint embeddings ``[n, D]`` of ``model``'s entities ``index``.
 
-        With ``train_generators`` the generators get gradients and the structural
-        embedding is detached (the caller freezes the rest of the model, e.g. the
-        attention vector and the scorer); otherwise the generators run without a graph
-        and only the model gets gradients."""
+        ``grad_to`` says where gradients go: ``"model"`` (the generators run without a
+        graph; only the fusion and the structural embedding get gradients),
+        ``"generators"`` (the structural embedding is detached; the caller freezes the
+        rest of the model) or ``"both"`` (the reference's model step: the gradient also
+        reaches the structural embedding through the generators, whose own gradients
+        the caller discards)."""
+        if grad_to not in ("model", "generators", "both"):
+            raise ValueError(f"grad_to={grad_to!r}: expected 'model', 'generators' or 'both'")
         struct = model.node_emb(index)
-        if train_generators:
+        if grad_to == "generators":
             struct = struct.detach()
-        with torch.set_grad_enabled(train_generators and torch.is_grad_enabled()):
-            fakes = [g(struct.detach(), generator) for g in self.generators.values()]
-        joint, _ = model.adamf.fuse(torch.stack([struct, *fakes], dim=1))
-        return joint
+        source = struct.detach() if grad_to == "model" else struct
+        with torch.set_grad_enabled(grad_to != "model" and torch.is_grad_enabled()):
+            fakes = [g(source, generator) for g in self.generators.values()]
+        return model.adamf.fuse(torch.stack([struct, *fakes], dim=1))

@@ -1,23 +1,24 @@
-"""The multi-modal KGC model: structural embeddings, AdaMF fusion, a scorer, MAT."""
-from typing import Dict, List, Optional, Tuple
+"""The multi-modal KGC model: structural embeddings, AdaMF fusion, an interaction, as a
+PyG :class:`~torch_geometric.nn.kge.KGEModel`."""
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
-from torch_geometric.nn.kge.loader import KGTripletLoader
+from torch_geometric.nn.kge import KGEModel
 
+from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
+                                  evaluate_link_prediction, link_prediction_ranks)
 from mmkgc_pyg.nn.adamf import AdaMF
-from mmkgc_pyg.nn.complex import ComplEx
-from mmkgc_pyg.nn.distmult import DistMult
-from mmkgc_pyg.nn.rotate import RotatE
-from mmkgc_pyg.nn.transe import TransE
+from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
 
-SCORERS = {"rotate": RotatE, "transe": TransE, "distmult": DistMult, "complex": ComplEx}
 
-
-class MMKGCModel(torch.nn.Module):
+class MMKGCModel(KGEModel):
     r"""AdaMF-MAT: multi-modal knowledge graph completion with adaptive fusion and
-    modality adversarial training (Zhang et al., LREC-COLING 2024).
+    modality adversarial training (Zhang et al., LREC-COLING 2024), as a PyG
+    :class:`~torch_geometric.nn.kge.KGEModel` (a drop-in for PyG's ``RotatE``,
+    ``TransE``, ``DistMult`` and ``ComplEx``: ``forward``, ``loss``, ``loader``,
+    ``test``, ``random_sample``).
 
     Entity :math:`e` is represented by its joint embedding
     :math:`\mathbf{j}_e = \mathrm{AdaMF}(\mathbf{s}_e, \{\mathbf{x}_e^m\})` (see
@@ -27,42 +28,57 @@ class MMKGCModel(torch.nn.Module):
     parameters initialised from the given features, as in the reference implementation.
     MAT's generators live beside the model during training (:class:`~mmkgc_pyg.nn.MAT`).
 
-    The interface follows :class:`torch_geometric.nn.kge.KGEModel`:
-    ``forward(head_index, rel_type, tail_index)``, :meth:`loss` and :meth:`loader`.
+    ``node_emb`` holds the structural embeddings (complex ones as real half | imaginary
+    half: ``2 * hidden_channels`` columns, where PyG's ``RotatE`` keeps the imaginary half
+    in a second table) and ``rel_emb`` the relation rows.
 
     Args:
         num_nodes (int): number of entities.
         num_relations (int): number of relations.
-        hidden_channels (int): size :math:`D` of entity embeddings (real numbers; the
-            complex scorers read it as :math:`D/2` complex numbers).
+        hidden_channels (int): the embedding size as in PyG: complex dimensions for
+            ``rotate`` and ``complex``, real dimensions for ``transe`` and ``distmult``.
+        sparse (bool): sparse gradients of ``node_emb`` and ``rel_emb`` rows looked up by
+            index (as in PyG).
         features (Dict[str, torch.Tensor], optional): raw features ``[N, d_m]`` per
-            modality.
+            modality; the dict's order is the order of the modality weights.
         masks (Dict[str, torch.Tensor], optional): availability ``[N]`` per modality.
-        scorer (str): ``"rotate"``, ``"transe"``, ``"distmult"`` or ``"complex"``.
+        scorer (str): the score function, ``"rotate"``, ``"transe"``, ``"distmult"`` or
+            ``"complex"`` (:mod:`mmkgc_pyg.nn.interactions`).
         margin (float): the margin :math:`\gamma`.
         train_features (bool): fine-tune the raw feature tables.
     """
 
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
-                 features: Optional[Dict[str, Tensor]] = None,
+                 sparse: bool = False, *, features: Optional[Dict[str, Tensor]] = None,
                  masks: Optional[Dict[str, Tensor]] = None, scorer: str = "rotate",
                  margin: float = 12.0, train_features: bool = True):
-        super().__init__()
-        if scorer not in SCORERS:
-            raise ValueError(f"scorer={scorer!r}: expected one of {', '.join(SCORERS)}")
+        # KGEModel.__init__ would build [N, hidden_channels] tables; a complex interaction
+        # needs 2 * hidden_channels reals per entity, so the tables are built here.
+        torch.nn.Module.__init__(self)
+        if scorer not in INTERACTIONS:
+            raise ValueError(f"scorer={scorer!r}: expected one of {', '.join(INTERACTIONS)}")
+        for name, value in (("num_nodes", num_nodes), ("num_relations", num_relations)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected a positive int")
         features = dict(features or {})
         masks = dict(masks or {})
         self.num_nodes = num_nodes
         self.num_relations = num_relations
         self.hidden_channels = hidden_channels
+        self.sparse = sparse
         self.scorer_name = scorer
         self.train_features = train_features
         self.modalities: List[str] = list(features)
         self.entity_names: Optional[List[str]] = None
         self.relation_names: Optional[List[str]] = None
 
-        self.node_emb = torch.nn.Embedding(num_nodes, hidden_channels)
-        self.scorer = SCORERS[scorer](num_relations, hidden_channels, margin)
+        self.scorer = INTERACTIONS[scorer](hidden_channels, margin)
+        self.node_emb = torch.nn.Embedding(num_nodes, self.scorer.entity_channels, sparse=sparse)
+        self.rel_emb = torch.nn.Embedding(num_relations, self.scorer.relation_channels,
+                                          sparse=sparse)
+        # Initialised here and again in reset_parameters, so that a seed builds the same
+        # weights as mmkgc-pyg 0.1 did.
+        self.scorer.reset_relations(self.rel_emb.weight)
         self.adamf = None
         if self.modalities:
             self.features = torch.nn.ParameterDict({
@@ -70,13 +86,28 @@ class MMKGCModel(torch.nn.Module):
                                          requires_grad=train_features)
                 for name, x in features.items()
             })
-            self.adamf = AdaMF({n: x.size(1) for n, x in features.items()}, hidden_channels)
+            self.adamf = AdaMF({n: x.size(1) for n, x in features.items()},
+                               self.scorer.entity_channels)
             self.register_buffer("fusion_mask", self.build_fusion_mask(masks))
         self.reset_parameters()
 
+    @classmethod
+    def from_data(cls, data, hidden_channels: int, **kwargs) -> "MMKGCModel":
+        """A model for a PyG ``Data`` graph (e.g. ``DB15K(root)[0]``): its sizes, and its
+        ``x_<m>`` features and ``mask_<m>`` masks as modalities; ``kwargs`` as in the
+        constructor."""
+        modalities = getattr(data, "modalities", None) or sorted(
+            key[2:] for key in data.keys() if key.startswith("x_"))
+        num_relations = getattr(data, "num_relations", None) or int(data.edge_type.max()) + 1
+        return cls(int(data.num_nodes), int(num_relations), hidden_channels,
+                   features={m: data[f"x_{m}"] for m in modalities},
+                   masks={m: data[f"mask_{m}"] for m in modalities if f"mask_{m}" in data},
+                   **kwargs)
+
     def reset_parameters(self):
-        self.scorer.reset_parameters()
-        self.scorer.init_entity_embeddings(self.node_emb.weight)
+        with torch.no_grad():
+            self.scorer.reset_relations(self.rel_emb.weight)
+            self.scorer.reset_entities(self.node_emb.weight)
         if self.adamf is not None:
             self.adamf.reset_parameters()
 
@@ -92,41 +123,64 @@ class MMKGCModel(torch.nn.Module):
 
     # ---------------------------------------------------------------- embeddings
     def entity_embeddings(self, index: Optional[Tensor] = None,
-                          fusion_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Joint embeddings ``[n, D]`` and modality weights ``[n, 1 + M]`` of the
-        entities ``index`` (all when None). ``fusion_mask`` ``[N, 1 + M]`` overrides the
-        stored availability (e.g. to hide modalities at test time)."""
+                          fusion_mask: Optional[Tensor] = None,
+                          return_attention_weights: bool = False
+                          ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """Joint embeddings ``[n, D]`` of the entities ``index`` (all when None), and
+        with ``return_attention_weights`` their modality weights ``[n, 1 + M]``.
+        ``fusion_mask`` ``[N, 1 + M]`` overrides the stored availability (e.g. to hide
+        modalities at test time)."""
         struct = self.node_emb.weight if index is None else self.node_emb(index)
         if self.adamf is None:
-            return struct, struct.new_ones(struct.size(0), 1)
+            weights = struct.new_ones(struct.size(0), 1)
+            return (struct, weights) if return_attention_weights else struct
         mask = self.fusion_mask if fusion_mask is None else fusion_mask
-        features = {name: x for name, x in self.features.items()}
+        features = dict(self.features.items())
         if index is not None:
             features = {name: x[index] for name, x in features.items()}
             mask = mask[index]
-        return self.adamf.fuse(self.adamf.project(struct, features), mask)
+        return self.adamf.fuse(self.adamf.project(struct, features), mask,
+                               return_attention_weights)
 
     # ---------------------------------------------------------------- scoring API
-    def score_triples(self, head: Tensor, rel: Tensor, tail: Tensor) -> Tensor:
-        """Scores ``[B]`` of the triples (higher = more plausible)."""
-        joint, _ = self.entity_embeddings(torch.cat([head, tail]))
-        head_emb, tail_emb = joint.split([head.numel(), tail.numel()])
-        return self.scorer(head_emb, rel, tail_emb)
-
     def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
-        return self.score_triples(head_index, rel_type, tail_index)
+        """Scores ``[B]`` of the triples (higher = more plausible)."""
+        joint = self.entity_embeddings(torch.cat([head_index, tail_index]))
+        head, tail = joint.split([head_index.numel(), tail_index.numel()])
+        return self.scorer(head, self.rel_emb(rel_type), tail)
 
-    def score_tails(self, head: Tensor, rel: Tensor) -> Tensor:
+    def tail_queries(self, head_index: Tensor, rel_type: Tensor, joint: Tensor) -> Tensor:
+        """Queries of ``(head, rel, ?)`` from all entities' joint embeddings."""
+        return self.scorer.tail_query(joint[head_index], self.rel_emb(rel_type))
+
+    def head_queries(self, rel_type: Tensor, tail_index: Tensor, joint: Tensor) -> Tensor:
+        """Queries of ``(?, rel, tail)`` from all entities' joint embeddings."""
+        return self.scorer.head_query(self.rel_emb(rel_type), joint[tail_index])
+
+    def candidate_scores(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+                         candidates: Tensor, corrupt_head: Tensor,
+                         joint: Optional[Tensor] = None) -> Tensor:
+        """Scores ``[B, C]`` of each triple's query against its candidate entities: the
+        query is ``(?, r, t)`` where ``corrupt_head`` and ``(h, r, ?)`` elsewhere, and
+        ``candidates [B, C]`` are entity ids (e.g. the true one, then negatives).
+        ``joint`` passes precomputed joint embeddings of all entities."""
+        joint = self.entity_embeddings() if joint is None else joint
+        query = torch.where(corrupt_head[:, None],
+                            self.head_queries(rel_type, tail_index, joint),
+                            self.tail_queries(head_index, rel_type, joint))
+        return self.scorer.score_candidates(query, joint, candidates)
+
+    def score_tails(self, head_index: Tensor, rel_type: Tensor) -> Tensor:
         """Scores ``[B, N]`` of every entity as the tail of ``(head, rel, ?)``."""
-        joint, _ = self.entity_embeddings()
-        return self.scorer.score_all(self.scorer.tail_query(joint[head], rel), joint)
+        joint = self.entity_embeddings()
+        return self.scorer.score_all(self.tail_queries(head_index, rel_type, joint), joint)
 
-    def score_heads(self, rel: Tensor, tail: Tensor) -> Tensor:
+    def score_heads(self, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         """Scores ``[B, N]`` of every entity as the head of ``(?, rel, tail)``."""
-        joint, _ = self.entity_embeddings()
-        return self.scorer.score_all(self.scorer.head_query(rel, joint[tail]), joint)
+        joint = self.entity_embeddings()
+        return self.scorer.score_all(self.head_queries(rel_type, tail_index, joint), joint)
 
-    def predict_tails(self, head: Tensor, rel: Tensor, k: int = 10,
+    def predict_tails(self, head_index: Tensor, rel_type: Tensor, k: int = 10,
                       exclude: Optional[Tuple[Tensor, Tensor]] = None
                       ) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible tails of each query ``(head, rel, ?)``: scores and
@@ -134,41 +188,65 @@ class MMKGCModel(torch.nn.Module):
         ``(ptr, idx)`` of entities to skip per query, e.g. the known answers from
         :meth:`~mmkgc_pyg.evaluation.FilterIndex.answers`; skipped entities that still
         fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``."""
-        joint, _ = self.entity_embeddings()
-        return self.scorer.topk(self.scorer.tail_query(joint[head], rel), joint, k,
+        joint = self.entity_embeddings()
+        return self.scorer.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
                                 *(exclude or (None, None)))
 
-    def predict_heads(self, rel: Tensor, tail: Tensor, k: int = 10,
+    def predict_heads(self, rel_type: Tensor, tail_index: Tensor, k: int = 10,
                       exclude: Optional[Tuple[Tensor, Tensor]] = None
                       ) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible heads of each query ``(?, rel, tail)``, as in
         :meth:`predict_tails`."""
-        joint, _ = self.entity_embeddings()
-        return self.scorer.topk(self.scorer.head_query(rel, joint[tail]), joint, k,
+        joint = self.entity_embeddings()
+        return self.scorer.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
                                 *(exclude or (None, None)))
 
+    # ---------------------------------------------------------------- PyG's KGEModel API
     def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
              num_negatives: int = 1, adv_temperature: float = 0.0) -> Tensor:
         """PyG-style loss with uniform, unfiltered corruptions (head or tail at random)
         and the self-adversarial sigmoid loss. :class:`~mmkgc_pyg.training.Trainer`
         uses the filtered Bernoulli sampler instead."""
         batch = head_index.numel()
-        joint, _ = self.entity_embeddings()
-        head, tail = joint[head_index], joint[tail_index]
-        corrupt_head = torch.rand(batch, device=joint.device) < 0.5
-        query = torch.where(corrupt_head[:, None], self.scorer.head_query(rel_type, tail),
-                            self.scorer.tail_query(head, rel_type))
+        device = head_index.device
+        corrupt_head = torch.rand(batch, device=device) < 0.5
         true = torch.where(corrupt_head, head_index, tail_index)
-        negatives = torch.randint(self.num_nodes, (batch, num_negatives), device=joint.device)
-        scores = self.scorer.score_candidates(query, joint,
-                                              torch.cat([true[:, None], negatives], 1))
+        negatives = torch.randint(self.num_nodes, (batch, num_negatives), device=device)
+        scores = self.candidate_scores(head_index, rel_type, tail_index,
+                                       torch.cat([true[:, None], negatives], 1), corrupt_head)
         return self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], adv_temperature)
 
-    def loader(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
-               **kwargs) -> KGTripletLoader:
-        return KGTripletLoader(head_index, rel_type, tail_index, **kwargs)
+    @torch.no_grad()
+    def test(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
+             batch_size: int = 0, k: int = 10, log: bool = True, *, filtered: bool = False,
+             known_triples: Optional[Tensor] = None
+             ) -> Union[Tuple[float, float, float], Dict]:
+        r"""PyG's evaluation: ``(mean_rank, mrr, hits_at_k)`` of the true tails among
+        all entities, raw (unfiltered) and with PyG's conventions (0-based mean rank),
+        ranked in one fused pass instead of PyG's loop over triples.
+
+        With ``filtered=True`` and ``known_triples`` ``[T, 3]`` (head, relation, tail: all
+        known true triples), returns instead the filtered metrics of both directions as
+        :func:`~mmkgc_pyg.evaluation.evaluate_link_prediction` does (realistic ranks, and
+        ``optimistic`` / ``pessimistic`` ones).
+
+        Args:
+            batch_size (int): most queries per ranking call (0: as many as fit).
+            log (bool): show a progress bar over the ranking calls.
+        """
+        triples = torch.stack([head_index, rel_type, tail_index], dim=1)
+        if filtered:
+            if known_triples is None:
+                raise ValueError("test(filtered=True): expected known_triples [T, 3]")
+            index = FilterIndex(known_triples.to(triples.device), self.num_relations)
+            return evaluate_link_prediction(self, LinkPredictionQueries.build(triples, index),
+                                            batch_size=batch_size, progress=log)
+        queries = LinkPredictionQueries.unfiltered(triples, both_sides=False)
+        zero_based = link_prediction_ranks(self, queries, batch_size, progress=log).realistic - 1
+        return (float(zero_based.mean()), float((1 / (zero_based + 1)).mean()),
+                float((zero_based < k).float().mean()))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_nodes}, num_relations="
                 f"{self.num_relations}, hidden_channels={self.hidden_channels}, "
-                f"modalities={self.modalities}, scorer={self.scorer.__class__.__name__})")
+                f"modalities={self.modalities}, scorer={self.scorer_name!r})")

@@ -1,57 +1,123 @@
-"""Training configuration and the presets of the paper's official runs."""
-from dataclasses import asdict, dataclass, fields
-from typing import Dict
+"""Training configuration, its validation, and the presets of the paper's official runs.
+
+Every field carries its command-line help, so ``python -m mmkgc_pyg.train`` derives its
+flags from :class:`TrainConfig` (``--batch-size`` for ``batch_size``; booleans get the
+flag that flips their default, e.g. ``--no-mat``).
+"""
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Dict, Optional, Tuple
+
+MAT_LOSSES = ("reference", "per-positive")
+TRACKERS = ("tensorboard",)
+
+
+class ConfigError(ValueError):
+    """A configuration value outside its range or of the wrong type."""
+
+    def __init__(self, name: str, value: Any, expected: str):
+        super().__init__(f"{name}={value!r}: expected {expected}")
+        self.name, self.value, self.expected = name, value, expected
+
+
+def _option(default, help: str, check: Optional[Tuple[Callable[[Any], bool], str]] = None,
+            choices: Optional[Tuple] = None, flag: Optional[str] = None):
+    return field(default=default, metadata={"help": help, "check": check, "choices": choices,
+                                            "flag": flag})
+
+
+_POSITIVE = (lambda v: v >= 1, "a positive integer")
+_RATE = (lambda v: 0 < v < math.inf, "a positive finite rate")
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of a training run (names follow the command-line flags).
+    """Hyperparameters of a training run; invalid values raise :class:`ConfigError`.
 
-    ``dim`` is the paper's embedding size: complex dimensions for RotatE and ComplEx
-    (entity vectors hold ``2 * dim`` reals), real dimensions for TransE and DistMult.
-    ``eval_batch_size`` caps the queries of one ranking call (0: as many as the scorer's
-    memory budget allows). ``time_budget`` stops training after the first epoch that
-    ends past that many seconds (0: no limit; the last epoch is evaluated). On CUDA,
-    ``tf32`` runs training matmuls on TF32 tensor cores and ``cuda_graph`` replays each
-    full training step as one captured CUDA graph (one process; 4x faster epochs at
-    the paper's DB15K configuration on an H200, see BENCHMARKS.md).
+    ``dim`` is PyG's ``hidden_channels``: complex dimensions for RotatE and ComplEx
+    (entity rows hold ``2 * dim`` reals), real dimensions for TransE and DistMult.
     """
-    dim: int = 250
-    margin: float = 12.0
-    negatives: int = 128
-    batch_size: int = 1024
-    lr: float = 1e-4
-    lr_g: float = 1e-4
-    mu: float = 0.0
-    adv_temperature: float = 2.0
-    epochs: int = 1000
-    eval_every: int = 50
-    patience: int = 5
-    seed: int = 0
-    sampling: str = "bernoulli"
-    scorer: str = "rotate"
-    modalities: bool = True
-    mat: bool = True
-    train_features: bool = True
-    eval_batch_size: int = 0
-    checkpoint_every: int = 0
-    time_budget: float = 0.0
-    bf16: bool = False
-    tf32: bool = True
-    cuda_graph: bool = True
-    tensorboard: bool = False
+    dim: int = _option(250, "embedding size (complex dims for rotate/complex)", _POSITIVE)
+    margin: float = _option(12.0, "margin gamma of distance-based scorers",
+                            (lambda v: 0 < v < math.inf, "a positive finite margin"))
+    negatives: int = _option(128, "negatives per positive", _POSITIVE)
+    batch_size: int = _option(1024, "positives per step", _POSITIVE)
+    lr: float = _option(1e-4, "learning rate of the model (Adam)", _RATE)
+    lr_g: float = _option(1e-4, "learning rate of MAT's generators (Adam)", _RATE)
+    mu: float = _option(0.0, "MAT's weight in the model loss (0: generators are not "
+                             "trained, as in the released scripts)",
+                        (lambda v: 0 <= v < math.inf, "a finite weight >= 0"))
+    mat_loss: str = _option("reference", "how the model step weighs MAT's fakes: "
+                                         "'reference' (one softmax over the batch, gradient "
+                                         "through the generators) or 'per-positive'",
+                            choices=MAT_LOSSES)
+    adv_temperature: float = _option(2.0, "self-adversarial temperature alpha",
+                                     (lambda v: 0 <= v < math.inf, "a finite value >= 0"))
+    epochs: int = _option(1000, "training epochs at most", _POSITIVE)
+    eval_every: int = _option(50, "epochs between validations", _POSITIVE)
+    patience: int = _option(5, "validations without improvement before stopping", _POSITIVE)
+    seed: int = _option(0, "random seed (same seed and device: same run)",
+                        (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
+    sampling: str = _option("bernoulli", "which side negatives corrupt",
+                            choices=("bernoulli", "uniform"))
+    scorer: str = _option("rotate", "score function",
+                          choices=("rotate", "transe", "distmult", "complex"))
+    modalities: bool = _option(True, "structure-only baseline (plain KGE model)",
+                               flag="--no-modalities")
+    mat: bool = _option(True, "AdaMF without MAT", flag="--no-mat")
+    train_features: bool = _option(True, "keep the raw feature tables fixed (default: "
+                                         "fine-tune them)", flag="--freeze-features")
+    eval_batch_size: int = _option(0, "queries per ranking call (0: as many as fit)",
+                                   (lambda v: v >= 0, "a number of queries >= 0"))
+    checkpoint_every: int = _option(0, "epochs between training checkpoints (0: none)",
+                                    (lambda v: v >= 0, "a number of epochs >= 0"))
+    time_budget: float = _option(0.0, "stop after the first epoch ending past this many "
+                                      "seconds (0: no limit)",
+                                 (lambda v: 0 <= v < math.inf, "a number of seconds >= 0"))
+    bf16: bool = _option(False, "bf16 autocast in training", flag="--bf16")
+    tf32: bool = _option(True, "full fp32 matrix products on CUDA (default: TF32)",
+                         flag="--no-tf32")
+    cuda_graph: bool = _option(True, "launch every kernel of a step from Python (default "
+                                     "on one GPU: replay the step as one CUDA graph)",
+                               flag="--no-cuda-graph")
+    trackers: Tuple[str, ...] = _option((), "also log to this tracker (repeatable)",
+                                        choices=TRACKERS)
 
-    @property
-    def hidden_channels(self) -> int:
-        return 2 * self.dim if self.scorer in ("rotate", "complex") else self.dim
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "trackers":
+                if not isinstance(value, (tuple, list)) or any(v not in TRACKERS for v in value):
+                    raise ConfigError(f.name, value, f"names among {', '.join(TRACKERS)}")
+                self.trackers = tuple(value)
+                continue
+            kind = f.type
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                setattr(self, f.name, value)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f.name, value, f"a {kind.__name__}")
+            if kind is float and math.isnan(value):
+                raise ConfigError(f.name, value, "a number")
+            choices, check = f.metadata["choices"], f.metadata["check"]
+            if choices and value not in choices:
+                raise ConfigError(f.name, value, f"one of {', '.join(choices)}")
+            if check and not check[0](value):
+                raise ConfigError(f.name, value, check[1])
 
     def to_dict(self) -> Dict:
-        return asdict(self)
+        values = asdict(self)
+        values["trackers"] = list(self.trackers)
+        return values
 
     @classmethod
     def from_dict(cls, values: Dict) -> "TrainConfig":
+        """From :meth:`to_dict` output; unknown keys are an error."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(unknown[0], values[unknown[0]], "a known setting")
+        return cls(**values)
 
 
 # The reference's scripts (method.md), with the README's learning rate for DB15K.

@@ -1,55 +1,34 @@
-"""Mini-batched training of AdaMF-MAT with filtered negatives, MAT and early stopping."""
+"""The training loop of AdaMF-MAT: sample, update the model, update MAT's generators,
+validate, stop early, checkpoint."""
 import json
-import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
+from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.checkpoint import save_checkpoint
+from mmkgc_pyg.data.kg import KGDataset
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation.filtering import FilterIndex
-from mmkgc_pyg.evaluation.link_prediction import LinkPredictionQueries, evaluate_link_prediction
+from mmkgc_pyg.evaluation import FilterIndex, LinkPredictionQueries, evaluate_link_prediction
 from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
+from mmkgc_pyg.nn.mat import MAT
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig
-from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
-from mmkgc_pyg.nn.mat import MAT
+from mmkgc_pyg.training.objective import GeneratorLoss, ModelLoss
 from mmkgc_pyg.training.sampler import NegativeSampler
+from mmkgc_pyg.training.stoppers import EarlyStopper
+from mmkgc_pyg.training.trackers import Tracker, make_trackers
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def tensorboard_writer(log_dir: Path):
-    """A TensorBoard writer; the package is optional (``pip install tensorboard``)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserInputError("--tensorboard: expected the tensorboard package "
-                             "(pip install tensorboard)") from None
-    return SummaryWriter(log_dir=str(log_dir))
-
-
-class _Loss(torch.nn.Module):
-    """A loss computation as a module owning the parameters it updates, so that
-    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap each of the two
-    alternating updates (model, generators) with its own parameters."""
-
-    def __init__(self, compute: Callable[[Tensor], Tensor], owner: torch.nn.Module):
-        super().__init__()
-        self.owner = owner
-        self.compute = compute
-
-    def forward(self, batch: Tensor) -> Tensor:
-        return self.compute(batch)
 
 
 @contextmanager
@@ -67,51 +46,47 @@ def tf32_matmuls(device: torch.device, enabled: bool):
         torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-@contextmanager
-def frozen(module: torch.nn.Module):
-    """Builds no graph through ``module``'s parameters (so no gradient reaches them)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 class Trainer:
     r"""Trains an :class:`~mmkgc_pyg.nn.MMKGCModel` as AdaMF-MAT.
 
-    Each step (i) fuses every entity once (with 1024 x 129 candidates per step on a graph
-    of ~10^4 entities every entity is touched anyway, so projecting all of them costs no
-    more than projecting the touched ones and needs no data-dependent shapes), (ii)
-    scores each positive against its K filtered negatives on the corrupted side and takes
-    the self-adversarial sigmoid loss, plus :math:`\mu` times MAT's loss on the three
-    adversarial triples (fake head, fake tail, both), then (iii) updates the MAT
-    generators with their own Adam so that their fakes score like positives (only for
-    :math:`\mu > 0`: at :math:`\mu = 0` they cannot affect the model, so their update is
-    skipped; the run is identical to one that trains them).
+    Each step draws :math:`K` filtered negatives per positive
+    (:class:`~mmkgc_pyg.training.NegativeSampler`), updates the model with
+    :class:`~mmkgc_pyg.training.objective.ModelLoss` (the self-adversarial sigmoid loss plus
+    :math:`\mu` times MAT's term), then MAT's generators with
+    :class:`~mmkgc_pyg.training.objective.GeneratorLoss` (only for :math:`\mu > 0`: at
+    :math:`\mu = 0` they cannot affect the model, so their update is skipped and the run is
+    the same as one that trains them). A step projects and fuses every entity once: with
+    1024 x 129 candidates per step on a graph of ~10^4 entities every entity is touched
+    anyway, and shapes stay static.
 
     No host synchronisation happens inside an epoch: losses are accumulated on the
-    device and read once per epoch. Validation runs every ``eval_every`` epochs; the
-    best model by valid MRR is kept (and written to ``out_dir/model.pt``); training stops
-    after ``patience`` evaluations without improvement.
+    device and read once per epoch. On one GPU every full batch after a few warm-up
+    steps replays one captured CUDA graph of the whole step (``cuda_graph``). Validation
+    runs every ``eval_every`` epochs; the best model by valid MRR is kept (and written to
+    ``out_dir/model.pt``); the :class:`~mmkgc_pyg.training.stoppers.EarlyStopper` ends
+    training after ``patience`` validations without improvement.
 
     Args:
         model: the model to train.
-        dataset (KGDataset): the graph (train/valid/test triples, names).
+        dataset (KGDataset or torch_geometric.data.Data): the graph (train/valid/test
+            triples, names); a PyG ``Data`` is read by :meth:`KGDataset.from_data
+            <mmkgc_pyg.data.KGDataset.from_data>`.
         config (TrainConfig): hyperparameters.
         out_dir (str or Path, optional): where checkpoints and logs go.
         progress (bool): show a progress bar.
         dataset_info (dict, optional): saved with the model, e.g. the dataset's folder
             (``path``) so that evaluation can find it again.
+        trackers (List[Tracker], optional): where epochs are logged (default: the history
+            file and ``config.trackers`` in ``out_dir``).
     """
 
     def __init__(self, model: MMKGCModel, dataset, config: TrainConfig,
                  out_dir: Optional[Path] = None, progress: bool = True,
-                 dataset_info: Optional[Dict] = None):
+                 dataset_info: Optional[Dict] = None,
+                 trackers: Optional[List[Tracker]] = None):
         self.model = model
+        if isinstance(dataset, Data):
+            dataset = KGDataset.from_data(dataset)
         self.dataset = dataset
         self.dataset_info = {"name": dataset.name, "fingerprint": dataset.fingerprint(),
                              **(dataset_info or {})}
@@ -125,40 +100,38 @@ class Trainer:
                                        mode=config.sampling, device=self.device)
         self.filter_index = FilterIndex(dataset.known_triples(),
                                         dataset.num_relations).to(self.device)
+        self._queries: Dict[str, LinkPredictionQueries] = {}
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) \
             if dist.is_available() and dist.is_initialized() else (0, 1)
-        self._graphable = (config.cuda_graph and self.device.type == "cuda"
-                           and self.world_size == 1)
-        self._queries: Dict[str, LinkPredictionQueries] = {}
+        self.graphable = config.cuda_graph and self.device.type == "cuda" and self.world_size == 1
         # Every rank shuffles alike (the same global batches) but draws its own
         # negatives and noise.
         self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.rng = torch.Generator(device=self.device).manual_seed(
-            config.seed + 1 + self.rank)
+        self.rng = torch.Generator(device=self.device).manual_seed(config.seed + 1 + self.rank)
         # MAT needs modalities to imitate; its generators train beside the model.
-        self.mat = (MAT(model.modalities, model.hidden_channels).to(self.device)
+        self.mat = (MAT(model.modalities, model.scorer.entity_channels).to(self.device)
                     if config.mat and model.adamf is not None else None)
         # On CUDA one fused kernel updates all parameters (the default Adam launches
         # several per tensor); the CPU keeps the default for bit-for-bit reproducible runs.
-        adam = (dict(fused=True, capturable=self._graphable) if self.device.type == "cuda"
-                else {})
+        adam = dict(fused=True, capturable=self.graphable) if self.device.type == "cuda" else {}
         self.model_optimizer = torch.optim.Adam(
             [p for p in model.parameters() if p.requires_grad], lr=config.lr, **adam)
         self.generator_optimizer = (torch.optim.Adam(self.mat.parameters(), lr=config.lr_g,
                                                      **adam)
                                     if self.mat is not None else None)
+        self.model_loss = self._distributed(ModelLoss(model, config.adv_temperature, config.mu,
+                                                      config.mat_loss))
+        self.generator_loss = (self._distributed(GeneratorLoss(self.mat, config.adv_temperature))
+                               if self.mat is not None else None)
+        self.stopper = EarlyStopper(config.eval_every, config.patience)
+        self.trackers = (trackers if trackers is not None
+                         else make_trackers(config.trackers, self.out_dir if self.rank == 0
+                                            else None))
+        self.epoch = 0
+        self.best_state: Optional[Dict[str, Tensor]] = None
+        self.best_valid: Optional[Dict] = None  # the valid metrics of best_state
         self._graph = None  # the captured step (CUDA graphs), built on first use
         self._graph_warmup = 3  # eager steps before capture (optimiser state, autotuning)
-        self.model_loss = self._distributed(_Loss(self._model_loss, model))
-        self.generator_loss = (self._distributed(_Loss(self._generator_loss, self.mat))
-                               if self.mat is not None else None)
-        self.epoch = 0
-        self.best_mrr = -math.inf
-        self.best_epoch = 0
-        self.evals_without_improvement = 0
-        self.best_state: Optional[Dict[str, Tensor]] = None
-        self.tensorboard = (tensorboard_writer(self.out_dir / "tensorboard")
-                            if config.tensorboard and self.out_dir is not None else None)
 
     def _distributed(self, loss: torch.nn.Module) -> torch.nn.Module:
         """With several processes, DDP averages the update's gradients over the ranks."""
@@ -167,66 +140,13 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(loss, device_ids=ids)
 
-    # ---------------------------------------------------------------- one step
-    def _candidate_scores(self, batch: Tensor):
-        """Scores ``[B, 1 + K]`` of each positive (column 0) and its negatives, and the
-        fused embeddings of all entities."""
-        scorer = self.model.scorer
-        head, rel, tail = batch.unbind(1)
-        candidates, corrupt_head = self.sampler(batch, generator=self.rng)
-        joint, _ = self.model.entity_embeddings()
-        query = torch.where(corrupt_head[:, None], scorer.head_query(rel, joint[tail]),
-                            scorer.tail_query(joint[head], rel))
-        return scorer.score_candidates(query, joint, candidates), joint
-
-    def _fake_scores(self, batch: Tensor, real_head: Tensor, real_tail: Tensor,
-                     train_generators: bool):
-        """Scores of MAT's three adversarial triples: fake head, fake tail, both."""
-        head, rel, tail = batch.unbind(1)
-        fake_head = self.mat(self.model, head, train_generators, self.rng)
-        fake_tail = self.mat(self.model, tail, train_generators, self.rng)
-        scorer = self.model.scorer
-        return [scorer(fake_head, rel, real_tail), scorer(real_head, rel, fake_tail),
-                scorer(fake_head, rel, fake_tail)]
-
-    def _mat_loss(self, real: Tensor, fakes, fakes_are_positive: bool) -> Tensor:
-        """Sum over the three fakes of L(f+, f_fake), or L(f_fake, f+) for generators."""
-        alpha = self.config.adv_temperature
-        if fakes_are_positive:
-            return sum(self_adversarial_sigmoid_loss(f, real[:, None], alpha) for f in fakes)
-        return sum(self_adversarial_sigmoid_loss(real, f[:, None], alpha) for f in fakes)
-
-    def _model_loss(self, batch: Tensor) -> Tensor:
-        """The model update's loss: positives against their negatives, plus mu times
-        MAT's loss on the adversarial triples."""
-        scores, joint = self._candidate_scores(batch)
-        positive = scores[:, 0]
-        loss = self_adversarial_sigmoid_loss(positive, scores[:, 1:],
-                                             self.config.adv_temperature)
-        if self.mat is not None and self.config.mu > 0:
-            head, _, tail = batch.unbind(1)
-            fakes = self._fake_scores(batch, joint[head], joint[tail], False)
-            loss = loss + self.config.mu * self._mat_loss(positive, fakes, False)
-        return loss
-
-    def _generator_loss(self, batch: Tensor) -> Tensor:
-        """The generators' loss: their fakes should score like the real positives
-        (re-scored with the model just updated). The model is frozen meanwhile."""
-        head, rel, tail = batch.unbind(1)
-        with torch.no_grad():
-            joint, _ = self.model.entity_embeddings(torch.cat([head, tail]))
-            real_head, real_tail = joint.split(head.numel())
-            positive = self.model.scorer(real_head, rel, real_tail)
-        with frozen(self.model):
-            fakes = self._fake_scores(batch, real_head, real_tail, True)
-        return self._mat_loss(positive, fakes, True)
-
     @property
     def trains_generators(self) -> bool:
         """MAT's generators are trained only when their fakes enter the model's loss
         (``mu > 0``): at ``mu = 0`` they cannot change the model."""
         return self.mat is not None and self.config.mu > 0
 
+    # ---------------------------------------------------------------- one step
     def step(self, batch: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """One model update and, when :attr:`trains_generators`, one generator update.
 
@@ -234,7 +154,7 @@ class Trainer:
         as 0-d tensors, without host synchronisation. With ``cuda_graph`` every full
         batch after a few eager warm-up steps replays one captured CUDA graph of the
         whole step (same arithmetic, no per-kernel launch cost)."""
-        if self._graphable and batch.size(0) == self.config.batch_size:
+        if self.graphable and batch.size(0) == self.config.batch_size:
             if self._graph is not None:
                 self._static_batch.copy_(batch)
                 self._graph.replay()
@@ -252,15 +172,29 @@ class Trainer:
         return self._eager_step(batch)
 
     def _eager_step(self, batch: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        loss = self._update(self.model_loss, self.model_optimizer, batch)
+        candidates, corrupt_head = self.sampler(batch, generator=self.rng)
+        loss = self._update(self.model_optimizer, self.model_loss, batch, candidates,
+                            corrupt_head, self.mat, self.rng)
         if self.trains_generators:
-            return loss, self._update(self.generator_loss, self.generator_optimizer, batch)
+            return loss, self._update(self.generator_optimizer, self.generator_loss, batch,
+                                      self.model, self.rng)
         if self.mat is not None:
             # The generator update would draw this noise from the same stream as the
             # negatives: draw it anyway, so mu = 0 samples what it always sampled.
             for _ in ("fake heads", "fake tails"):
                 self.mat.draw_noise(batch.size(0), self.rng)
         return loss, None
+
+    def _update(self, optimizer, loss_fn, *args) -> Tensor:
+        # Optional bf16 autocast: the projections of wide feature tables dominate. A CUDA
+        # graph replays fixed kernels, so autocast must not cache casts across steps.
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16,
+                            cache_enabled=not self.graphable):
+            loss = loss_fn(*args)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
 
     def _capture(self, batch: Tensor) -> None:
         """Records one whole step (both updates, optimiser steps included) as a CUDA
@@ -274,17 +208,6 @@ class Trainer:
         with torch.cuda.graph(graph):
             self._static_losses = self._eager_step(self._static_batch)
         self._graph = graph
-
-    def _update(self, loss_fn, optimizer, batch: Tensor) -> Tensor:
-        # Optional bf16 autocast: the projections of wide feature tables dominate. A CUDA
-        # graph replays fixed kernels, so autocast must not cache casts across steps.
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16,
-                            cache_enabled=not self._graphable):
-            loss = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
 
     # ---------------------------------------------------------------- epochs
     def train_epoch(self) -> Dict:
@@ -334,38 +257,35 @@ class Trainer:
         if split not in self._queries:
             triples = getattr(self.dataset, split).to(self.device)
             self._queries[split] = LinkPredictionQueries.build(triples, self.filter_index)
-        return evaluate_link_prediction(self.model, None, None, self.config.eval_batch_size,
-                                        categories, fusion_mask, progress=self.progress,
-                                        queries=self._queries[split])
+        return evaluate_link_prediction(self.model, self._queries[split], None,
+                                        self.config.eval_batch_size, categories, fusion_mask,
+                                        self.progress)
 
     def fit(self, on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
-        """Trains until ``epochs`` or early stopping; leaves the best weights loaded (on
-        rank 0, which evaluates, when several processes train).
+        """Trains until ``epochs``, early stopping or the time budget; leaves the best
+        weights loaded (on rank 0, which evaluates, when several processes train).
 
         Returns the last epoch's record; ``on_epoch`` sees every record."""
         cfg = self.config
         record: Dict = {}
-        bar = tqdm(total=cfg.epochs, initial=self.epoch,
-                   disable=not self.progress or self.rank != 0,
-                   desc="training", unit="epoch")
         start = time.perf_counter()
-        while self.epoch < cfg.epochs and self.evals_without_improvement < cfg.patience:
+        bar = tqdm(total=cfg.epochs, initial=self.epoch, desc="training", unit="epoch",
+                   disable=not self.progress or self.rank != 0)
+        while self.epoch < cfg.epochs and not self.stopper.stopped:
             record = self.train_epoch()
             out_of_time = 0 < cfg.time_budget <= time.perf_counter() - start
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or out_of_time:
-                if self.rank == 0:
-                    record["valid"] = self.evaluate("valid")
-                    self._track_best(record["valid"]["mrr"])
-                self._share_early_stopping()
+            if (self.stopper.should_evaluate(self.epoch) or self.epoch == cfg.epochs
+                    or out_of_time):
+                self._validate(record)
             if cfg.checkpoint_every and self.epoch % cfg.checkpoint_every == 0:
                 self.save_training_state()
-            if self.rank == 0:
-                self._log(record)
+            for tracker in self.trackers:
+                tracker.log_epoch(record)
             if on_epoch is not None:
                 on_epoch(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}",
-                            valid_mrr=f"{self.best_mrr:.4f}" if self.best_state else "-")
+            best = f"{self.stopper.best_metric:.4f}" if self.best_state else "-"
+            bar.set_postfix(loss=f"{record['loss']:.4f}", valid_mrr=best)
             if out_of_time:
                 break
         bar.close()
@@ -373,37 +293,29 @@ class Trainer:
             self.model.load_state_dict(self.best_state)
         return record
 
-    def _share_early_stopping(self):
-        """Rank 0 evaluates; the others follow its early-stopping counter."""
+    def _validate(self, record: Dict) -> None:
+        """Rank 0 evaluates and keeps the best model; the others follow its stopper."""
+        if self.rank == 0:
+            record["valid"] = self.evaluate("valid")
+            if self.stopper.report(self.epoch, record["valid"]["mrr"]):
+                self.best_valid = record["valid"]
+                self.best_state = {k: v.detach().to("cpu", copy=True)
+                                   for k, v in self.model.state_dict().items()}
+                if self.out_dir is not None:
+                    self.save_best_model(self.out_dir / "model.pt")
         if self.world_size > 1:
-            counter = torch.tensor([self.evals_without_improvement], device=self.device)
+            counter = torch.tensor([self.stopper.evaluations_without_improvement],
+                                   device=self.device)
             dist.broadcast(counter, src=0)
-            self.evals_without_improvement = int(counter.item())
+            self.stopper.evaluations_without_improvement = int(counter.item())
 
-    def _track_best(self, mrr: float):
-        if mrr > self.best_mrr:
-            self.best_mrr, self.best_epoch = mrr, self.epoch
-            self.evals_without_improvement = 0
-            self.best_state = {k: v.detach().to("cpu", copy=True)
-                               for k, v in self.model.state_dict().items()}
-            if self.out_dir is not None:
-                self.save_best_model(self.out_dir / "model.pt")
-        else:
-            self.evals_without_improvement += 1
+    @property
+    def best_epoch(self) -> int:
+        return self.stopper.best_epoch
 
-    def _log(self, record: Dict):
-        if self.out_dir is None:
-            return
-        with open(self.out_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tensorboard is not None:
-            for key in ("loss", "generator_loss", "steps_per_s"):
-                if record[key] is not None:
-                    self.tensorboard.add_scalar(f"train/{key}", record[key], record["epoch"])
-            for key, value in record.get("valid", {}).items():
-                if isinstance(value, float):
-                    self.tensorboard.add_scalar(f"valid/{key}", value, record["epoch"])
-            self.tensorboard.flush()
+    @property
+    def best_mrr(self) -> float:
+        return self.stopper.best_metric
 
     # ---------------------------------------------------------------- persistence
     def save_best_model(self, path: Path):
@@ -421,10 +333,9 @@ class Trainer:
                                     if self.generator_optimizer else None),
             "rng": self._all_rank_rng_states(),
             "shuffle_rng": self.shuffle_rng.get_state(),
-            "best_mrr": self.best_mrr,
-            "best_epoch": self.best_epoch,
-            "evals_without_improvement": self.evals_without_improvement,
+            "stopper": self.stopper.state_dict(),
             "best_state": self.best_state,
+            "best_valid": self.best_valid,
         }
 
     def load_state_dict(self, state: Dict):
@@ -437,10 +348,9 @@ class Trainer:
             self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.rng.set_state(state["rng"][self.rank].cpu())
         self.shuffle_rng.set_state(state["shuffle_rng"].cpu())
-        self.best_mrr = state["best_mrr"]
-        self.best_epoch = state["best_epoch"]
-        self.evals_without_improvement = state["evals_without_improvement"]
+        self.stopper.load_state_dict(state["stopper"])
         self.best_state = state["best_state"]
+        self.best_valid = state["best_valid"]
 
     def _all_rank_rng_states(self):
         """Every rank's sampling RNG state (each rank draws its own negatives)."""

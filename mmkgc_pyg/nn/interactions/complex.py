@@ -2,7 +2,7 @@
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.nn.scorer import Scorer
+from mmkgc_pyg.nn.interactions.base import Interaction
 
 
 def complex_mul(a: Tensor, b: Tensor) -> Tensor:
@@ -17,8 +17,8 @@ def complex_conj(a: Tensor) -> Tensor:
     return torch.cat([re, -im], dim=-1)
 
 
-class ComplEx(Scorer):
-    r"""ComplEx on :math:`k = D / 2` complex dimensions:
+class ComplExInteraction(Interaction):
+    r"""ComplEx on :math:`k` complex dimensions (``hidden_channels``):
 
     .. math::
         f(h, r, t) = \mathrm{Re}\Big(\sum_i h_i r_i \bar{t}_i\Big)
@@ -28,22 +28,16 @@ class ComplEx(Scorer):
     where :math:`\langle \cdot, \cdot \rangle_{\mathbb{R}}` is the real dot product of
     the (real | imaginary) vectors.
     """
+    complex_valued = True
 
-    def __init__(self, num_relations: int, hidden_channels: int, margin: float = 12.0):
-        if hidden_channels % 2:
-            raise ValueError(f"ComplEx needs an even hidden_channels, got {hidden_channels}")
-        super().__init__(num_relations, hidden_channels, margin)
-        self.rel_emb = torch.nn.Embedding(num_relations, hidden_channels)
-        self.reset_parameters()
+    def reset_relations(self, weight: Tensor) -> None:
+        torch.nn.init.xavier_uniform_(weight)
 
-    def reset_parameters(self):
-        torch.nn.init.xavier_uniform_(self.rel_emb.weight)
+    def tail_query(self, head: Tensor, rel: Tensor) -> Tensor:
+        return complex_mul(head, rel)
 
-    def tail_query(self, head: Tensor, rel_type: Tensor) -> Tensor:
-        return complex_mul(head, self.rel_emb(rel_type))
-
-    def head_query(self, rel_type: Tensor, tail: Tensor) -> Tensor:
-        return complex_mul(complex_conj(self.rel_emb(rel_type)), tail)
+    def head_query(self, rel: Tensor, tail: Tensor) -> Tensor:
+        return complex_mul(complex_conj(rel), tail)
 
     def match(self, query: Tensor, entity: Tensor) -> Tensor:
         return (query * entity).sum(dim=-1)
