@@ -4,27 +4,45 @@ import atexit
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
+from mmkgc_pyg.data.kg import DataWarning
 from mmkgc_pyg.errors import UserInputError
 
 
 def user_errors_exit_2(main: Callable) -> Callable:
-    """Runs ``main``; a user mistake prints one line and exits with status 2."""
+    """Runs ``main`` with one-line reports: a user mistake (a file, flag or name) prints
+    ``error: ...`` and exits with status 2, a data warning prints ``warning: ...``, and
+    Ctrl-C exits with status 130 without a traceback."""
 
     @functools.wraps(main)
     def wrapped(argv: Optional[List[str]] = None):
-        try:
-            return main(argv)
-        except UserInputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(UserInputError.exit_code)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = _one_line_warning
+            try:
+                return main(argv)
+            except UserInputError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(UserInputError.exit_code)
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+                sys.exit(130)
 
     return wrapped
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, DataWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line),
+              file=sys.stderr, end="")
 
 
 def name_path_pairs(values: Optional[List[str]], flag: str) -> Dict[str, str]:
@@ -92,7 +110,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserInputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserInputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError(f"--device {name}: CUDA is not available on this machine")
     return device

@@ -6,7 +6,9 @@ from typing import List, Optional
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
                                   non_negative_int, resolve_device, user_errors_exit_2)
-from mmkgc_pyg.evaluation import FilterIndex, evaluate_splits, metrics_table
+from mmkgc_pyg.evaluation import (FilterIndex, NonFiniteModelError, evaluate_splits,
+                                  metrics_table)
+from mmkgc_pyg.cli.run_folder import check_output_file
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.io import atomic_write_json
 
@@ -21,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden fraction")
+    parser.add_argument("--raw-splits", action="store_true",
+                        help="evaluate valid and test as in their files (repeated triples, "
+                             "and valid triples that are training triples, kept)")
     parser.add_argument("--batch-size", type=non_negative_int, default=0,
                         help="queries per ranking call (default 0: as many as fit)")
     parser.add_argument("--device", default="auto")
@@ -33,17 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 @user_errors_exit_2
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluate.json"
+    check_output_file(out, "--out")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint).to(device)
     dataset = dataset_for(args, model)
     filter_index = FilterIndex(dataset.known_triples(), dataset.num_relations).to(device)
     if args.drop_modality_rate > 0 and model.adamf is None:
         raise UserInputError("--drop-modality-rate: expected a model with modalities")
-    results = evaluate_splits(model, dataset, filter_index, args.batch_size,
-                              args.drop_modality_rate, args.seed, progress=not args.quiet)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluate.json"
+    try:
+        results = evaluate_splits(model, dataset, filter_index, args.batch_size,
+                                  args.drop_modality_rate, args.seed, raw_splits=args.raw_splits,
+                                  progress=not args.quiet)
+    except NonFiniteModelError as exc:
+        raise UserInputError(f"{args.checkpoint}: {exc}") from None
     atomic_write_json(out, results)
-    print(metrics_table(results))
+    print(metrics_table({split: results[split] for split in ("valid", "test")}))
     print(f"wrote {out}")
     return results
 

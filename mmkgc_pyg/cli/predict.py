@@ -1,12 +1,14 @@
 """``python -m mmkgc_pyg.predict``: the most plausible answers of one query, by name."""
 import argparse
 import difflib
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, user_errors_exit_2
+from mmkgc_pyg.cli.run_folder import check_output_file
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.io import atomic_write_json
@@ -78,6 +80,8 @@ def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     if args.k < 1:
         raise UserInputError(f"--k {args.k}: expected a positive integer")
+    if args.out:
+        check_output_file(Path(args.out), "--out")
     model = load_checkpoint(args.checkpoint)
     side, flag, given = (("tail", "--head", args.head) if args.head is not None
                          else ("head", "--tail", args.tail))

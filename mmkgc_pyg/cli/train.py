@@ -1,21 +1,33 @@
 """``python -m mmkgc_pyg.train``: train AdaMF-MAT, evaluate, write the results."""
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import uuid
 from dataclasses import fields
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from mmkgc_pyg.cli.common import (add_dataset_arguments, fraction, init_distributed,
-                                  load_dataset, user_errors_exit_2)
+                                  load_dataset, name_path_pairs, user_errors_exit_2)
+from mmkgc_pyg.cli.run_folder import clear_for_new_run, locked, writable_folder
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation import evaluate_splits, metrics_table
+from mmkgc_pyg.evaluation import NonFiniteModelError, evaluate_splits, metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
+from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import ConfigError, TrainConfig, preset_for
-from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged
+from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+
+
+# With --resume, flags that cannot change the run's results (or only extend it).
+RESUMABLE = {"resume", "epochs", "patience", "time_budget", "checkpoint_every",
+             "eval_batch_size", "device", "quiet"}
+RESUMABLE_FLAGS = ("--epochs, --patience, --time-budget, --checkpoint-every, "
+                   "--eval-batch-size, --device and --quiet")
 
 
 def config_flag(name: str) -> str:
@@ -59,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default runs/<dataset>)")
     parser.add_argument("--resume", metavar="DIR",
-                        help="continue the interrupted run in DIR (its config is reused)")
+                        help=f"continue the interrupted run in DIR with its own settings (only "
+                             f"{RESUMABLE_FLAGS} may be given)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier run in --out (default: refuse)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -73,7 +88,8 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
     try:
         return TrainConfig(**values)
     except ConfigError as exc:
-        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: expected {exc.expected}") from None
+        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: "
+                             f"expected {exc.expected}") from None
 
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
@@ -83,66 +99,204 @@ def build_model(dataset, config: TrainConfig) -> MMKGCModel:
                       margin=config.margin, train_features=config.train_features)
 
 
+def given_options(parser: argparse.ArgumentParser, argv: List[str]) -> set:
+    """The ``dest`` of every option present in ``argv``."""
+    flags = {flag: action.dest for action in parser._actions for flag in action.option_strings}
+    return {flags[token.split("=", 1)[0]] for token in argv
+            if token.split("=", 1)[0] in flags}
+
+
+def dataset_record(args: argparse.Namespace, dataset) -> Dict:
+    """How to load the dataset again from anywhere: absolute paths, and its fingerprint."""
+    def absolute(pairs):
+        return {m: str(Path(p).resolve()) for m, p in name_path_pairs(pairs, "--feature").items()}
+
+    return {"name": dataset.name, "fingerprint": dataset.fingerprint(),
+            "path": str(Path(args.dataset).resolve()) if args.dataset else None,
+            "features": absolute(args.feature), "masks": absolute(args.mask)}
+
+
+def load_run(run_dir: Path, args: argparse.Namespace, given: set, parser) -> Dict:
+    """The saved record of the run in ``run_dir``, checked against the flags given with
+    ``--resume``: only those that cannot change its results may differ."""
+    if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "config.json").is_file():
+        raise UserInputError(f"--resume {run_dir}: expected checkpoint.pt and config.json "
+                             "from a run with --checkpoint-every")
+    path = run_dir / "config.json"
+    try:
+        run = json.loads(path.read_text())
+        config = TrainConfig.from_dict(run["train"])
+        record, run_id, drop = run["dataset"], run["run_id"], float(run["drop_modality_rate"])
+        if not isinstance(record, dict) or not isinstance(run_id, str):
+            raise TypeError
+    except ConfigError as exc:
+        raise UserInputError(f"{path}: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserInputError(f"{path}: expected the JSON written by mmkgc_pyg.train") from None
+    refused = sorted(given - RESUMABLE)
+    if refused:
+        flag = next(f for a in parser._actions if a.dest == refused[0] for f in a.option_strings)
+        raise UserInputError(f"{flag}: cannot be given with --resume (the run in {run_dir} "
+                             f"keeps its settings; only {RESUMABLE_FLAGS} may change)")
+    fields_given = given & set(TrainConfig.__dataclass_fields__)
+    try:
+        config = TrainConfig.from_dict({**config.to_dict(),
+                                        **{name: getattr(args, name) for name in fields_given}})
+    except ConfigError as exc:
+        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: "
+                             f"expected {exc.expected}") from None
+    return {"config": config, "dataset": record, "run_id": run_id, "drop_modality_rate": drop,
+            "argv": run.get("argv", [])}
+
+
+def reload_dataset(record: Dict, run_dir: Path):
+    """The dataset of a saved run, from its absolute paths; refused if it changed."""
+    args = argparse.Namespace(dataset=record.get("path"),
+                              feature=[f"{m}={p}" for m, p in record.get("features", {}).items()],
+                              mask=[f"{m}={p}" for m, p in record.get("masks", {}).items()])
+    if args.dataset is not None and not Path(args.dataset).is_dir():
+        raise UserInputError(f"--resume {run_dir}: its dataset folder {args.dataset} is gone")
+    dataset = load_dataset(args)
+    if dataset.fingerprint() != record["fingerprint"]:
+        raise UserInputError(f"--resume {run_dir}: the dataset at {args.dataset or 'synthetic'} "
+                             f"has changed (fingerprint {dataset.fingerprint()}, the run was "
+                             f"trained on {record['fingerprint']})")
+    return dataset
+
+
+def memory_plan(dataset, config: TrainConfig, device: torch.device) -> Tuple[int, Optional[int]]:
+    """Bytes of training state (weights, gradients, two Adam moments: 16 bytes a float;
+    frozen feature tables 4) and the device's free memory (None when unknown)."""
+    interaction = INTERACTIONS[config.scorer](config.dim, config.margin)
+    floats = dataset.num_entities * interaction.entity_channels \
+        + dataset.num_relations * interaction.relation_channels
+    features = sum(x.numel() for x in dataset.features.values()) if config.modalities else 0
+    projections = (sum(x.size(1) for x in dataset.features.values())
+                   * interaction.entity_channels if config.modalities else 0)
+    needed = 16 * (floats + projections) + (16 if config.train_features else 4) * features
+    if device.type == "cuda":
+        return needed, torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return needed, int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return needed, None
+
+
+def check_fits(dataset, config: TrainConfig, device: torch.device, quiet: bool) -> None:
+    needed, free = memory_plan(dataset, config, device)
+    per_entity = needed / dataset.num_entities
+    if not quiet:
+        print(f"memory: {needed / 2**20:.1f} MiB of parameters, gradients and Adam state "
+              f"({per_entity:.0f} bytes per entity)", file=sys.stderr)
+    if free is not None and needed > free:
+        raise UserInputError(f"--dim {config.dim}: training needs about {needed / 2**30:.1f} GiB "
+                             f"({per_entity:.0f} bytes per entity) but {device} has "
+                             f"{free / 2**30:.1f} GiB free; use a smaller --dim, "
+                             "--freeze-features, or a larger device")
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer):
+    """SIGINT and SIGTERM stop training before its next step (a second one at once)."""
+    def handler(signum, frame):
+        if trainer._stop_signal is not None:
+            raise KeyboardInterrupt
+        trainer.request_stop(signum)
+        print(f"\n{signal.Signals(signum).name}: stopping after the current step "
+              "(again to stop at once)", file=sys.stderr)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @user_errors_exit_2
 def main(argv: Optional[List[str]] = None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    given = given_options(parser, argv)
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
-        if not (resume_dir / "checkpoint.pt").is_file() or not (resume_dir / "config.json").is_file():
-            raise UserInputError(f"--resume {resume_dir}: expected checkpoint.pt and "
-                                 "config.json from a run with --checkpoint-every")
-        try:
-            argv_used = json.loads((resume_dir / "config.json").read_text())["argv"]
-        except (ValueError, KeyError):
-            raise UserInputError(f"{resume_dir / 'config.json'}: expected the JSON written "
-                                 "by mmkgc_pyg.train") from None
-        # The saved flags rebuild the same run; the device may change.
-        args = build_parser().parse_args(argv_used + ["--device", args.device])
+        run = load_run(resume_dir, args, given, parser)
+        dataset = reload_dataset(run["dataset"], resume_dir)
+        config, run_id, record = run["config"], run["run_id"], run["dataset"]
+        args.drop_modality_rate, argv_used = run["drop_modality_rate"], run["argv"]
+        out = resume_dir
     else:
-        argv_used = list(sys.argv[1:] if argv is None else argv)
-    dataset = load_dataset(args)
-    for split in ("train", "valid", "test"):
-        if len(getattr(dataset, split)) == 0:
-            raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
-    config = build_config(args, dataset.name)
+        dataset = load_dataset(args)
+        for split in ("train", "valid", "test"):
+            if len(getattr(dataset, split)) == 0:
+                raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
+        config = build_config(args, dataset.name)
+        record, run_id, argv_used = dataset_record(args, dataset), uuid.uuid4().hex, argv
+        out = Path(args.out or Path("runs") / dataset.name)
+    if config.negatives >= dataset.num_entities:
+        raise UserInputError(f"{config_flag('negatives')} {config.negatives}: expected fewer "
+                             f"negatives than the {dataset.num_entities} entities")
     if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
         raise UserInputError("--drop-modality-rate: expected a model with modalities")
     device, rank = init_distributed(args.device)
     if device.type == "cpu":
         # Multi-threaded CPU kernels may sum in varying order; the seed should fix the run.
         torch.use_deterministic_algorithms(True, warn_only=True)
-    out = resume_dir or Path(args.out or Path("runs") / dataset.name)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        writable_folder(out, "--resume" if resume_dir else "--out")
+    with (locked(out) if rank == 0 else contextlib.nullcontext()):
+        if rank == 0 and resume_dir is None:
+            clear_for_new_run(out, args.overwrite)
+        check_fits(dataset, config, device, args.quiet or rank != 0)
+        return _train(args, dataset, config, device, rank, out, resume_dir, run_id, record,
+                      argv_used)
 
+
+def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record, argv_used):
     torch.manual_seed(config.seed)
     model = build_model(dataset, config).to(device)
     model.entity_names, model.relation_names = dataset.entity_names, dataset.relation_names
-    dataset_info = {"path": str(Path(args.dataset).resolve()) if args.dataset else None}
     trainer = Trainer(model, dataset, config, out_dir=out if rank == 0 else None,
-                      progress=not args.quiet, dataset_info=dataset_info)
+                      progress=not args.quiet, dataset_info=record)
+    trainer.run_id = run_id
     if resume_dir is not None:
         trainer.resume(out)
         if rank == 0:
             print(f"resumed {out} at epoch {trainer.epoch}", file=sys.stderr)
     elif rank == 0:
-        (out / "history.jsonl").unlink(missing_ok=True)
-        atomic_write_json(out / "config.json", {"argv": argv_used, "dataset": dataset.name,
-                                                "train": config.to_dict()})
+        atomic_write_json(out / "config.json", {
+            "run_id": run_id, "argv": argv_used, "dataset": record,
+            "drop_modality_rate": args.drop_modality_rate, "train": config.to_dict()})
     if rank == 0:
-        print(f"{dataset}\n{model}\ndevice: {device} x {trainer.world_size}",
-              file=sys.stderr)
+        print(f"{dataset}\n{model}\ndevice: {device} x {trainer.world_size}", file=sys.stderr)
     try:
-        trainer.fit()
+        with stop_on_signals(trainer):
+            trainer.fit()
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except TrainingInterrupted as exc:
+        name = signal.Signals(exc.signal_number).name
+        if config.checkpoint_every:
+            trainer.save_training_state()
+            how = f"checkpoint written; continue with: python -m mmkgc_pyg.train --resume {out}"
+        else:
+            how = "no checkpoint (train with --checkpoint-every N to be able to resume)"
+        print(f"{name}: stopped at epoch {exc.epoch}, step {exc.step}; {how}", file=sys.stderr)
+        sys.exit(128 + exc.signal_number)
     if rank != 0:  # rank 0 evaluates and writes the outputs
         return None
 
-    results = evaluate_splits(trainer.model, dataset, trainer.filter_index,
-                              config.eval_batch_size, args.drop_modality_rate, config.seed,
-                              trainer.best_valid, progress=not args.quiet)
+    try:
+        results = evaluate_splits(trainer.model, dataset, trainer.filter_index,
+                                  config.eval_batch_size, args.drop_modality_rate, config.seed,
+                                  trainer.best_valid, config.raw_splits, progress=not args.quiet)
+    except NonFiniteModelError as exc:
+        print(f"error: the trained model cannot be evaluated: {exc}", file=sys.stderr)
+        sys.exit(1)
     results["best_epoch"] = trainer.best_epoch
     atomic_write_json(out / "metrics.json", results)
     table = metrics_table({k: results[k] for k in ("valid", "test")})

@@ -35,6 +35,8 @@ def load_tensor_file(path) -> Tensor:
     r"""Read a tensor from a ``.pth``/``.pt`` file (a tensor or numpy array) or a
     ``.npy`` file, on the CPU, without unpickling arbitrary objects."""
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{path}: expected a tensor file, got a folder")
     if not path.is_file():
         raise UserInputError(f"{path}: expected an existing tensor file, got no such file")
     try:
@@ -55,6 +57,9 @@ def load_tensor_file(path) -> Tensor:
     if not isinstance(obj, Tensor):
         raise UserInputError(f"{path}: expected a tensor or numpy array, got "
                              f"{type(obj).__name__}")
+    if obj.layout != torch.strided or obj.is_meta:
+        kind = "a meta tensor (no data)" if obj.is_meta else f"a {obj.layout} tensor"
+        raise UserInputError(f"{path}: expected a dense tensor with data, got {kind}")
     return obj
 
 
@@ -69,6 +74,12 @@ def load_features(path, num_entities: int) -> Tensor:
                              f"got {x.size(0)}")
     if not x.is_floating_point():
         raise UserInputError(f"{path}: expected a floating-point feature tensor, got {x.dtype}")
+    overflow = torch.isfinite(x) & (x.abs() > torch.finfo(torch.float32).max)
+    if bool(overflow.any()):
+        row = int(overflow.any(dim=1).nonzero()[0])
+        raise UserInputError(f"{path}: expected values within float32's range, got {x.dtype} "
+                             f"values that overflow float32 (row {row}, "
+                             f"{int(overflow.any(dim=1).sum())} such rows)")
     return x.to(torch.float32)
 
 

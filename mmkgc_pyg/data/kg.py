@@ -31,6 +31,8 @@ as PyG's ``FB15k_237(split=...)`` does; :func:`triples_from_data` reads its trip
 The split names are ``train``, ``valid`` and ``test``; PyG's ``val`` is accepted too.
 """
 import hashlib
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
@@ -110,6 +112,21 @@ class KGDataset:
     def modalities(self) -> List[str]:
         r"""The modality names, sorted (the order of :attr:`features`)."""
         return list(self.features)
+
+    def evaluation_triples(self, split: str, raw: bool = False) -> Tensor:
+        r"""The triples of ``split`` as they are evaluated: each distinct triple once
+        (first occurrences, in file order) and, for ``valid``, without training triples,
+        since selecting a model on triples it trained on measures memorisation. With
+        ``raw``, the split as in its file (for comparison with published numbers)."""
+        triples = getattr(self, canonical_split(split))
+        if raw:
+            return triples
+        keys = triple_keys(triples, self.num_entities, self.num_relations)
+        keep = _first_occurrences(keys)
+        if canonical_split(split) == "valid":
+            train_keys = triple_keys(self.train, self.num_entities, self.num_relations)
+            keep &= ~torch.isin(keys, train_keys)
+        return triples[keep]
 
     def known_triples(self) -> Tensor:
         r"""All known triples (train, valid, test), ``[E, 3]``: the filter set of
@@ -220,6 +237,54 @@ class KGDataset:
         return (f"KGDataset({self.name!r}, entities={self.num_entities}, "
                 f"relations={self.num_relations}, train={len(self.train)}, "
                 f"valid={len(self.valid)}, test={len(self.test)}, modalities={{{mods}}})")
+
+
+class DataWarning(UserWarning):
+    """A dataset that loads but may mislead: repeated names or triples, or evaluation
+    triples that are also training triples."""
+
+
+def _first_occurrences(keys: Tensor) -> Tensor:
+    """Bool mask of the first occurrence of each distinct key."""
+    order = torch.argsort(keys, stable=True)
+    ordered = keys[order]
+    first = torch.ones_like(keys, dtype=torch.bool)
+    first[order[1:]] = ordered[1:] != ordered[:-1]
+    return first
+
+
+def data_findings(dataset: "KGDataset") -> List[str]:
+    """One line per finding that makes results misleading unless known, with counts."""
+    findings = []
+    for kind, names in (("entity", dataset.entity_names), ("relation", dataset.relation_names)):
+        repeated = {n: c for n, c in Counter(names).items() if c > 1}
+        if repeated:
+            example = next(iter(repeated))
+            findings.append(f"{len(repeated)} {kind} names occur more than once (e.g. "
+                            f"{example!r}, {repeated[example]} times): those {kind}s cannot "
+                            f"be told apart by name")
+    key = {split: triple_keys(getattr(dataset, split), dataset.num_entities,
+                              dataset.num_relations) for split in SPLITS}
+    for split in SPLITS:
+        repeats = int((~_first_occurrences(key[split])).sum())
+        if repeats:
+            findings.append(f"{split}: {repeats} of {len(key[split])} lines repeat a triple "
+                            f"of the split" + ("" if split == "train" else
+                                               " (each distinct triple is evaluated once)"))
+    for split, other in (("valid", "train"), ("test", "train"), ("test", "valid")):
+        shared = torch.isin(key[split], key[other])
+        if bool(shared.any()):
+            note = (" (model selection uses the other valid triples)" if split == "valid"
+                    else "")
+            findings.append(f"{split}: {int(shared.sum())} of {len(key[split])} triples are "
+                            f"also {other} triples{note}")
+    return findings
+
+
+def warn_about_data(dataset: "KGDataset", where) -> None:
+    """Emits each of :func:`data_findings` as a :class:`DataWarning` naming ``where``."""
+    for finding in data_findings(dataset):
+        warnings.warn(f"{where}: {finding}", DataWarning, stacklevel=3)
 
 
 def canonical_split(split: str) -> str:

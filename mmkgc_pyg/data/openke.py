@@ -22,9 +22,11 @@ either of two forms: a tensor file (``.pth``/``.pt``/``.npy``) holding a bool or
 text file listing the ids of the entities *missing* the modality, one per line (no
 count line; blank lines are ignored).
 
-Trailing blank lines are ignored and ``\r\n`` line ends are accepted. Anything else
-that does not match raises :class:`~mmkgc_pyg.errors.UserInputError` naming the file
-and line.
+Trailing blank lines, a UTF-8 byte-order mark and ``\r\n`` line ends are accepted.
+Anything else that does not match raises :class:`~mmkgc_pyg.errors.UserInputError`
+naming the file and line. What loads but may mislead (repeated names or triples,
+evaluation triples that are also training triples) is reported as one
+:class:`~mmkgc_pyg.data.DataWarning` per finding, with counts.
 """
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,7 +38,8 @@ from torch import Tensor
 from mmkgc_pyg.data.features import (FEATURE_SUFFIXES, clean_features,
                                      discover_feature_files, load_features,
                                      load_tensor_file, presence_from_tensor)
-from mmkgc_pyg.data.kg import CATEGORIES, KGDataset, relation_categories, split_by_category
+from mmkgc_pyg.data.kg import (CATEGORIES, KGDataset, relation_categories, split_by_category,
+                               triple_keys, warn_about_data)
 from mmkgc_pyg.errors import UserInputError
 
 TRIPLE_FILES = ("train2id.txt", "valid2id.txt", "test2id.txt")
@@ -63,6 +66,8 @@ def read_lines(path) -> List[bytes]:
         raise UserInputError(f"{path}: expected an existing file, got no such file") from None
     except OSError as e:
         raise UserInputError(f"{path}: expected a readable file, got {e.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+        raw = raw[3:]
     lines = [line[:-1] if line.endswith(b"\r") else line for line in raw.split(b"\n")]
     while lines and not lines[-1].strip():
         lines.pop()
@@ -174,8 +179,19 @@ def _read_categories(folder: Path, train: Tensor, valid: Tensor, test: Tensor,
         raise UserInputError(f"{missing}: expected all four category files "
                              f"({', '.join(CATEGORY_FILES)}) when any is present, got "
                              f"this one missing")
-    return {c: read_triple_file(p, num_entities, num_relations)
-            for c, p in zip(CATEGORIES, paths)}
+    categories = {}
+    test_keys = triple_keys(test, num_entities, num_relations)
+    for category, path in zip(CATEGORIES, paths):
+        triples = read_triple_file(path, num_entities, num_relations)
+        stray = ~torch.isin(triple_keys(triples, num_entities, num_relations), test_keys)
+        if bool(stray.any()):
+            row = int(stray.nonzero()[0])
+            h, r, t = triples[row].tolist()
+            raise UserInputError(f"{path}:{row + 2}: expected test triples only, got "
+                                 f"`{h} {t} {r}` which is not in test2id.txt "
+                                 f"({int(stray.sum())} such lines)")
+        categories[category] = triples
+    return categories
 
 
 def _read_modalities(features: Dict[str, Path], mask_files: Dict[str, Path],
@@ -222,10 +238,12 @@ def load_openke(folder, features: Optional[Dict[str, str]] = None,
                                  {m: Path(p) for m, p in (mask_files or {}).items()},
                                  num_entities)
     categories = _read_categories(folder, train, valid, test, num_entities, num_relations)
-    return KGDataset(name=name, num_entities=num_entities, num_relations=num_relations,
-                     train=train, valid=valid, test=test, entity_names=entity_names,
-                     relation_names=relation_names, features=xs, masks=masks,
-                     test_categories=categories)
+    dataset = KGDataset(name=name, num_entities=num_entities, num_relations=num_relations,
+                        train=train, valid=valid, test=test, entity_names=entity_names,
+                        relation_names=relation_names, features=xs, masks=masks,
+                        test_categories=categories)
+    warn_about_data(dataset, folder)
+    return dataset
 
 
 def write_openke(dataset: KGDataset, folder, features: bool = True) -> Path:

@@ -173,28 +173,42 @@ def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor
     return metrics
 
 
-def missing_modality_mask(model, dataset, rate: float, seed: int) -> Optional[Tensor]:
-    """The fusion mask of the modality-missing setting: all modalities of a random
-    fraction ``rate`` of entities hidden (None when ``rate`` is 0)."""
+def missing_modality_mask(model, rate: float, seed: int) -> Optional[Tensor]:
+    """The fusion mask of the modality-missing setting: the model's own availability with
+    all modalities of a random ``round(rate * N)`` entities hidden (None when ``rate`` is
+    0). It depends on the model alone, not on which feature files a dataset was loaded
+    with: the model carries its feature tables and availability."""
     if rate == 0:
         return None
     if model.adamf is None:
         raise ValueError("the modality-missing setting needs a model with modalities")
-    dropped = dataset.drop_modalities(rate, torch.Generator().manual_seed(seed))
-    return model.build_fusion_mask(dropped.masks)
+    if not 0 < rate <= 1:
+        raise ValueError(f"rate={rate}: expected a fraction in [0, 1]")
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randperm(model.num_nodes, generator=generator)[:round(rate * model.num_nodes)]
+    mask = model.fusion_mask.clone()
+    mask[hidden.to(mask.device), 1:] = False
+    return mask
 
 
 def evaluate_splits(model, dataset, filter_index: FilterIndex, batch_size: int = 0,
                     drop_modality_rate: float = 0.0, seed: int = 0,
-                    valid: Optional[Dict] = None, progress: bool = False) -> Dict:
-    """The final ``{"valid": ..., "test": ...}`` metrics of a model on its dataset: the
-    test with its relation categories and, optionally, modalities hidden for a fraction
-    of entities; ``valid`` passes already computed valid metrics (not evaluated twice)."""
-    fusion_mask = missing_modality_mask(model, dataset, drop_modality_rate, seed)
+                    valid: Optional[Dict] = None, raw_splits: bool = False,
+                    progress: bool = False) -> Dict:
+    """The final metrics of a model on its dataset: ``valid`` and ``test`` on their
+    :meth:`~mmkgc_pyg.data.KGDataset.evaluation_triples` (``raw_splits``: as in the
+    files), the test with its relation categories and, optionally, modalities hidden for
+    a fraction of entities, and how many triples each used. ``valid`` passes already
+    computed valid metrics (not evaluated twice)."""
+    fusion_mask = missing_modality_mask(model, drop_modality_rate, seed)
     device = model.node_emb.weight.device
+    triples = {split: dataset.evaluation_triples(split, raw_splits).to(device)
+               for split in ("valid", "test")}
     if valid is None:
-        valid = evaluate_link_prediction(model, dataset.valid.to(device), filter_index,
-                                         batch_size, progress=progress)
-    test = evaluate_link_prediction(model, dataset.test.to(device), filter_index, batch_size,
+        valid = evaluate_link_prediction(model, triples["valid"], filter_index, batch_size,
+                                         progress=progress)
+    test = evaluate_link_prediction(model, triples["test"], filter_index, batch_size,
                                     dataset.test_categories, fusion_mask, progress)
-    return {"valid": valid, "test": {**test, "drop_modality_rate": drop_modality_rate}}
+    return {"valid": valid, "test": {**test, "drop_modality_rate": drop_modality_rate},
+            "valid_triples_used": len(triples["valid"]), "test_triples_used": len(triples["test"]),
+            "raw_splits": raw_splits}

@@ -6,8 +6,8 @@ from mmkgc_pyg.training.objective import GeneratorLoss, ModelLoss
 from mmkgc_pyg.training.sampler import NegativeSampler
 from mmkgc_pyg.training.stoppers import EarlyStopper
 from mmkgc_pyg.training.trackers import HistoryTracker, TensorBoardTracker, Tracker
-from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged
+from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 __all__ = ["TrainConfig", "ConfigError", "PAPER_PRESETS", "preset_for", "NegativeSampler",
            "ModelLoss", "GeneratorLoss", "EarlyStopper", "Tracker", "HistoryTracker",
-           "TensorBoardTracker", "Trainer", "TrainingDiverged"]
+           "TensorBoardTracker", "Trainer", "TrainingDiverged", "TrainingInterrupted"]

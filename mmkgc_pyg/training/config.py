@@ -67,6 +67,10 @@ class TrainConfig:
     mat: bool = _option(True, "AdaMF without MAT", flag="--no-mat")
     train_features: bool = _option(True, "keep the raw feature tables fixed (default: "
                                          "fine-tune them)", flag="--freeze-features")
+    raw_splits: bool = _option(False, "evaluate valid and test as in their files (repeated "
+                                      "triples, and valid triples that are training triples, "
+                                      "kept: for comparison with published numbers)",
+                               flag="--raw-splits")
     eval_batch_size: int = _option(0, "queries per ranking call (0: as many as fit)",
                                    (lambda v: v >= 0, "a number of queries >= 0"))
     checkpoint_every: int = _option(0, "epochs between training checkpoints (0: none)",

@@ -41,8 +41,11 @@ class HistoryTracker(Tracker):
         self.path = Path(path)
 
     def log_epoch(self, record: Dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise UserInputError(f"{self.path}: cannot write ({exc.strerror})") from None
 
 
 class TensorBoardTracker(Tracker):

@@ -31,6 +31,15 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped between two steps because :meth:`Trainer.request_stop` was
+    called (e.g. by a signal handler); the trainer's state is that of the last step."""
+
+    def __init__(self, signal_number: int, epoch: int, step: int):
+        super().__init__(f"interrupted at epoch {epoch}, after step {step}")
+        self.signal_number, self.epoch, self.step = signal_number, epoch, step
+
+
 @contextmanager
 def tf32_matmuls(device: torch.device, enabled: bool):
     """TF32 tensor-core matrix products on CUDA while inside (restored after): the wide
@@ -132,6 +141,12 @@ class Trainer:
         self.best_valid: Optional[Dict] = None  # the valid metrics of best_state
         self._graph = None  # the captured step (CUDA graphs), built on first use
         self._graph_warmup = 3  # eager steps before capture (optimiser state, autotuning)
+        self.run_id: Optional[str] = None  # saved in checkpoints: which run they belong to
+        self._stop_signal: Optional[int] = None
+        # Within an epoch: where it started and how far it got, so that a checkpoint
+        # written between two steps resumes exactly there.
+        self._progress: Optional[Dict] = None
+        self._resume_progress: Optional[Dict] = None
 
     def _distributed(self, loss: torch.nn.Module) -> torch.nn.Module:
         """With several processes, DDP averages the update's gradients over the ranks."""
@@ -210,31 +225,50 @@ class Trainer:
         self._graph = graph
 
     # ---------------------------------------------------------------- epochs
+    def request_stop(self, signal_number: int) -> None:
+        """Makes training stop before its next step with :class:`TrainingInterrupted`
+        (safe to call from a signal handler)."""
+        self._stop_signal = signal_number
+
     def train_epoch(self) -> Dict:
-        """One pass over the shuffled training triples."""
+        """One pass over the shuffled training triples (or the rest of an interrupted
+        one, after :meth:`resume`)."""
         self.model.train()
         start = time.perf_counter()
+        progress, self._resume_progress = self._resume_progress, None
+        if progress is None:
+            progress = {"shuffle_state": self.shuffle_rng.get_state(), "step": 0,
+                        "loss_sum": torch.zeros((), device=self.device),
+                        "generator_loss_sum": torch.zeros((), device=self.device),
+                        "first_bad_step": torch.full((), -1, device=self.device),
+                        "seconds": 0.0}
+        self.shuffle_rng.set_state(progress["shuffle_state"])
         order = torch.randperm(self.train_triples.size(0), device=self.device,
                                generator=self.shuffle_rng)
         # Each rank takes its share of every global batch (a last batch too small to
         # give every rank a triple is dropped).
         batches = [b.tensor_split(self.world_size)[self.rank]
                    for b in order.split(self.config.batch_size) if b.numel() >= self.world_size]
-        loss_sum = torch.zeros((), device=self.device)
-        generator_loss_sum = torch.zeros((), device=self.device)
-        first_bad_step = torch.full((), -1, device=self.device)
+        self._progress = progress
         with tf32_matmuls(self.device, self.config.tf32):
-            for step, index in enumerate(batches):
-                loss, generator_loss = self.step(self.train_triples[index])
-                loss_sum += loss
+            for step in range(progress["step"], len(batches)):
+                if self._stop_signal is not None:
+                    progress["seconds"] += time.perf_counter() - start
+                    raise TrainingInterrupted(self._stop_signal, self.epoch + 1, step)
+                loss, generator_loss = self.step(self.train_triples[batches[step]])
+                progress["loss_sum"] += loss
                 finite = torch.isfinite(loss)
                 if generator_loss is not None:
-                    generator_loss_sum += generator_loss
+                    progress["generator_loss_sum"] += generator_loss
                     finite &= torch.isfinite(generator_loss)
                 # Remember the first non-finite step without synchronising.
-                bad = ~finite & (first_bad_step < 0)
-                first_bad_step = torch.where(bad, step, first_bad_step)
+                bad = ~finite & (progress["first_bad_step"] < 0)
+                progress["first_bad_step"] = torch.where(bad, step, progress["first_bad_step"])
+                progress["step"] = step + 1
+        self._progress = None
         self.epoch += 1
+        loss_sum, generator_loss_sum = progress["loss_sum"], progress["generator_loss_sum"]
+        first_bad_step = progress["first_bad_step"]
         if self.world_size > 1:  # one synchronisation per epoch: average the logs
             sums = torch.stack([loss_sum, generator_loss_sum]) / self.world_size
             dist.all_reduce(sums)
@@ -245,18 +279,21 @@ class Trainer:
                 f"non-finite loss at epoch {self.epoch}, step {first_bad_step.item() + 1} "
                 f"of {len(batches)}; last good checkpoint left unchanged "
                 "(try a lower --lr or --lr-g)")
-        seconds = time.perf_counter() - start
+        seconds = progress["seconds"] + time.perf_counter() - start
         return {"epoch": self.epoch, "loss": loss_sum.item() / len(batches),
                 "generator_loss": (generator_loss_sum.item() / len(batches)
                                    if self.trains_generators else None),
                 "seconds": seconds, "steps_per_s": len(batches) / seconds}
 
     def evaluate(self, split: str, categories=None, fusion_mask=None) -> Dict:
-        """Filtered metrics of the current model on ``split``; its ranking queries are
-        built once, so repeated evaluations do not synchronise with the host."""
+        """Filtered metrics of the current model on ``split`` (its
+        :meth:`~mmkgc_pyg.data.KGDataset.evaluation_triples`; the filter holds every known
+        triple); its ranking queries are built once, so repeated evaluations do not
+        synchronise with the host."""
         if split not in self._queries:
-            triples = getattr(self.dataset, split).to(self.device)
-            self._queries[split] = LinkPredictionQueries.build(triples, self.filter_index)
+            triples = self.dataset.evaluation_triples(split, self.config.raw_splits)
+            self._queries[split] = LinkPredictionQueries.build(triples.to(self.device),
+                                                               self.filter_index)
         return evaluate_link_prediction(self.model, self._queries[split], None,
                                         self.config.eval_batch_size, categories, fusion_mask,
                                         self.progress)
@@ -336,6 +373,8 @@ class Trainer:
             "stopper": self.stopper.state_dict(),
             "best_state": self.best_state,
             "best_valid": self.best_valid,
+            "epoch_progress": self._progress,
+            "run_id": self.run_id,
         }
 
     def load_state_dict(self, state: Dict):
@@ -351,6 +390,9 @@ class Trainer:
         self.stopper.load_state_dict(state["stopper"])
         self.best_state = state["best_state"]
         self.best_valid = state["best_valid"]
+        self._resume_progress = state["epoch_progress"]
+        if self._resume_progress is not None:
+            self._resume_progress["shuffle_state"] = self._resume_progress["shuffle_state"].cpu()
 
     def _all_rank_rng_states(self):
         """Every rank's sampling RNG state (each rank draws its own negatives)."""
@@ -369,16 +411,26 @@ class Trainer:
             atomic_torch_save(state, self.out_dir / "checkpoint.pt")
 
     def resume(self, run_dir: Path):
-        """Continues from ``run_dir/checkpoint.pt``; the epochs logged after it (by a run
-        that was killed) are dropped from ``history.jsonl`` since they will be redone."""
+        """Continues from ``run_dir/checkpoint.pt`` (which must carry :attr:`run_id`);
+        the epochs logged after it (by a run that was killed) are dropped from
+        ``history.jsonl`` since they will be redone."""
         run_dir = Path(run_dir)
+        path = run_dir / "checkpoint.pt"
         try:
-            state = torch.load(run_dir / "checkpoint.pt", map_location=self.device,
-                               weights_only=True)
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # unpickling errors vary by torch version
+            raise UserInputError(f"{path}: expected a training checkpoint of this run "
+                                 f"({exc.__class__.__name__})") from None
+        if not isinstance(state, dict) or state.get("run_id") != self.run_id:
+            found = state.get("run_id") if isinstance(state, dict) else None
+            raise UserInputError(f"{path}: belongs to another run (run id {found}, while "
+                                 f"config.json is run {self.run_id}); start a new run "
+                                 f"instead of resuming")
+        try:
             self.load_state_dict(state)
-        except Exception as exc:  # unpickling and key errors vary by torch version
-            raise UserInputError(f"{run_dir / 'checkpoint.pt'}: expected a training "
-                                 f"checkpoint of this run ({exc.__class__.__name__})") from None
+        except Exception as exc:  # missing keys or mismatched shapes: not this run's
+            raise UserInputError(f"{path}: expected a training checkpoint of this run "
+                                 f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
         if self.rank != 0:
             return
         # model.pt may hold a best model of an epoch after the checkpoint: redo it too.
