@@ -6,6 +6,7 @@ weights, saved to a temporary folder. Tests that need an extra that is not insta
 skip, naming it.
 """
 import os
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ import torch
 # Nothing may reach a model hub: a wrong path must fail at once, not download.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if "huggingface_hub.constants" in sys.modules:  # it reads the variable once, on import,
+    sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True  # and PyG imports it
 
 
 def minilm_path() -> str:

@@ -66,6 +66,7 @@ def test_text_embeds_descriptions_else_names(dataset, tmp_path, capsys):
 
     # Training finds the file by its name; the mask file agrees with it.
     data = load_openke(dataset, mask_files={"textual": str(dataset / "TOY-textual-mask.pth")})
+    assert data.modalities == ["textual"]
     assert data.masks["textual"].tolist() == [True, True, False]
 
     # An existing output is kept unless --overwrite is given.
@@ -83,14 +84,16 @@ def test_text_embeds_descriptions_else_names(dataset, tmp_path, capsys):
     assert (tmp_path / "names-mask.pt").is_file()
 
 
-def test_text_bad_model_is_one_line(dataset, capsys):
+@pytest.mark.parametrize("model", ["{dataset}", "no-such-org/no-such-model"])
+def test_text_bad_model_is_one_line(dataset, capsys, model):
     minilm_path()
-    code, _, err = run(["text", "--dataset", str(dataset), "--model",
-                        str(dataset / "no-such-model"), "--device", "cpu"], capsys)
+    model = model.format(dataset=dataset)  # a folder that is no model; a hub name, offline
+    code, _, err = run(["text", "--dataset", str(dataset), "--model", model,
+                        "--device", "cpu"], capsys)
     assert code == 2
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"error: --model {dataset / 'no-such-model'}: expected a local "
-                           "model folder or a hub name that can be loaded")
+    assert err.splitlines()[-1].startswith(f"error: --model {model}: expected a local "
+                                           "model folder or a hub name that can be loaded")
+    assert "Traceback" not in err
     assert not (dataset / "TOY-textual.pth").exists()
 
 
