@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _outputs(args, modality: str) -> Tuple[Path, Path]:
     # Checked before any model runs, so a refusal costs nothing.
-    out = Path(args.out) if args.out else Path(args.dataset) / \
-        f"{Path(args.dataset).resolve().name}-{modality}.pth"
+    folder = Path(args.dataset)
+    out = Path(args.out) if args.out else folder / f"{folder.resolve().name}-{modality}.pth"
     mask = Path(args.mask_out) if args.mask_out else out.with_name(f"{out.stem}-mask{out.suffix}")
     for flag, path in (("--out", out), ("--mask-out", mask)):
         if path.suffix not in OUTPUT_SUFFIXES:
