@@ -61,7 +61,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--dataset", metavar="DIR",
                         help=f"OpenKE benchmark folder (default: {default})")
     parser.add_argument("--feature", action="append", metavar="MODALITY=PATH",
-                        help="a modality feature file [N, d] (.pt/.pth/.npy); repeatable; "
+                        help="a modality feature file [N, d] (.pt/.pth/.npy), or an MMRNS "
+                             "HDF5 file keyed by entity name (.h5/.hdf5); repeatable; "
                              "files named <DATASET>-<modality>.pth in the folder are found "
                              "automatically")
     parser.add_argument("--mask", action="append", metavar="MODALITY=PATH",

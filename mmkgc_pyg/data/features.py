@@ -2,8 +2,11 @@ r"""Modality feature files: one row of raw features per entity id.
 
 A feature file is a ``.pth``/``.pt`` (a tensor or numpy array saved with
 :func:`torch.save`, read with ``weights_only=True``) or a ``.npy`` array of shape
-``[N, d_m]`` and floating dtype, row :math:`i` belonging to entity :math:`i`.
-Benchmark folders name them ``<NAME>-<modality>.<ext>`` (e.g. ``DB15K-textual.pth``).
+``[N, d_m]`` and floating dtype, row :math:`i` belonging to entity :math:`i`; or an
+HDF5 file ``.h5``/``.hdf5`` of the MMRNS layout, keyed by entity names and mean-pooled
+into one row per entity (:mod:`mmkgc_pyg.data.hdf5_features`; it needs the entity
+names). Benchmark folders name them ``<NAME>-<modality>.<ext>`` (e.g.
+``DB15K-textual.pth``).
 
 Missing modalities. A row is *missing* when it is all zeros, entirely NaN, or marked
 missing by a mask file; missing rows get mask ``False`` and are zeroed. A row that is
@@ -11,6 +14,7 @@ not missing must be finite: a row mixing NaN with numbers, or holding an infinit
 an error rather than a guess.
 """
 import re
+import sys
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -18,9 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.data.entity_names import EntityIndex
+from mmkgc_pyg.data.hdf5_features import HDF5_SUFFIXES, read_hdf5_features
 from mmkgc_pyg.errors import UserInputError
 
-FEATURE_SUFFIXES = (".pth", ".pt", ".npy")
+TENSOR_SUFFIXES = (".pth", ".pt", ".npy")
+FEATURE_SUFFIXES = TENSOR_SUFFIXES + HDF5_SUFFIXES
 
 
 def _numpy_safe_globals() -> list:
@@ -63,9 +70,22 @@ def load_tensor_file(path) -> Tensor:
     return obj
 
 
-def load_features(path, num_entities: int) -> Tensor:
-    r"""Read a feature table ``[num_entities, d_m]`` of floating dtype as float32."""
-    x = load_tensor_file(path)
+def load_features(path, num_entities: int, entities: Optional[EntityIndex] = None) -> Tensor:
+    r"""Read a feature table ``[num_entities, d_m]`` of floating dtype as float32.
+
+    An HDF5 file needs ``entities`` (the dataset's
+    :class:`~mmkgc_pyg.data.entity_names.EntityIndex`) to map its keys to ids; how many
+    of them matched is reported in one line on stderr.
+    """
+    if Path(path).suffix in HDF5_SUFFIXES:
+        if entities is None or entities.num_entities != num_entities:
+            raise ValueError(f"{path}: an HDF5 feature file needs the EntityIndex of the "
+                             f"{num_entities} entities")
+        read = read_hdf5_features(path, entities)
+        print(read.summary(path), file=sys.stderr)
+        x = read.x
+    else:
+        x = load_tensor_file(path)
     if x.dim() != 2 or x.size(1) == 0:
         raise UserInputError(f"{path}: expected a 2-D feature tensor [num_entities, d] "
                              f"with d >= 1, got shape {list(x.shape)}")
@@ -120,7 +140,7 @@ def clean_features(x: Tensor, path, present: Optional[Tensor] = None) -> Tuple[T
 
 
 def discover_feature_files(folder, name: str) -> Dict[str, Path]:
-    r"""The feature files ``<name>-<modality>.{pth,pt,npy}`` in ``folder``, as a dict
+    r"""The feature files ``<name>-<modality>.{pth,pt,npy,h5,hdf5}`` in ``folder``, as a dict
     modality -> path sorted by modality (``<modality>`` is letters, digits, ``_``)."""
     pattern = re.compile(re.escape(name) + r"-(\w+)(" +
                          "|".join(re.escape(s) for s in FEATURE_SUFFIXES) + r")$")

@@ -12,9 +12,11 @@ Files in the folder:
 * optional ``1-1.txt``, ``1-n.txt``, ``n-1.txt``, ``n-n.txt``: the test triples by
   relation category, same format. Without them the categories are derived with
   :func:`~mmkgc_pyg.data.kg.relation_categories`.
-* optional feature files ``<NAME>-<modality>.{pth,pt,npy}`` (see
+* optional feature files ``<NAME>-<modality>.{pth,pt,npy,h5,hdf5}`` (see
   :mod:`mmkgc_pyg.data.features`), ``NAME`` being the dataset name (by default the
   folder's name).
+* optional link files ``ent_links``, ``*_SameAsLink.txt``: aliases of entity names for
+  the keys of HDF5 feature files (see :mod:`mmkgc_pyg.data.entity_names`).
 
 Mask files (argument ``mask_files``) mark entities whose modality is missing, in
 either of two forms: a tensor file (``.pth``/``.pt``/``.npy``) holding a bool or 0/1
@@ -35,7 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.data.features import (FEATURE_SUFFIXES, clean_features,
+from mmkgc_pyg.data.entity_names import EntityIndex, find_link_files
+from mmkgc_pyg.data.features import (HDF5_SUFFIXES, TENSOR_SUFFIXES, clean_features,
                                      discover_feature_files, load_features,
                                      load_tensor_file, presence_from_tensor)
 from mmkgc_pyg.data.kg import (CATEGORIES, KGDataset, relation_categories, split_by_category,
@@ -152,7 +155,7 @@ def load_mask_file(path, num_entities: int) -> Tensor:
     r"""A presence mask ``[N]`` bool from a mask file (both forms are described in the
     module docstring)."""
     path = Path(path)
-    if path.suffix in FEATURE_SUFFIXES:
+    if path.suffix in TENSOR_SUFFIXES:
         return presence_from_tensor(load_tensor_file(path), path, num_entities)
     lines = read_lines(path)
     kept = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
@@ -195,18 +198,22 @@ def _read_categories(folder: Path, train: Tensor, valid: Tensor, test: Tensor,
 
 
 def _read_modalities(features: Dict[str, Path], mask_files: Dict[str, Path],
-                     num_entities: int) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+                     entity_names: List[str],
+                     folder: Path) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     for modality, path in mask_files.items():
         if modality not in features:
             raise UserInputError(f"{path}: expected a mask for one of the modalities "
                                  f"{sorted(features)}, got modality {modality!r}")
-    xs, masks = {}, {}
+    num_entities = len(entity_names)
+    xs, masks, entities = {}, {}, None
     for modality in sorted(features):
         path = features[modality]
+        if path.suffix in HDF5_SUFFIXES and entities is None:  # only HDF5 keys need it
+            entities = EntityIndex(entity_names, find_link_files(folder))
         present = (load_mask_file(mask_files[modality], num_entities)
                    if modality in mask_files else None)
         xs[modality], masks[modality] = clean_features(
-            load_features(path, num_entities), path, present)
+            load_features(path, num_entities, entities), path, present)
     return xs, masks
 
 
@@ -236,7 +243,7 @@ def load_openke(folder, features: Optional[Dict[str, str]] = None,
                      **{m: Path(p) for m, p in (features or {}).items()}}
     xs, masks = _read_modalities(feature_paths,
                                  {m: Path(p) for m, p in (mask_files or {}).items()},
-                                 num_entities)
+                                 entity_names, folder)
     categories = _read_categories(folder, train, valid, test, num_entities, num_relations)
     dataset = KGDataset(name=name, num_entities=num_entities, num_relations=num_relations,
                         train=train, valid=valid, test=test, entity_names=entity_names,

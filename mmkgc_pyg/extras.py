@@ -1,0 +1,35 @@
+"""Optional extras: importing a package that only an extra installs, with a clear error.
+
+The feature builders need packages the core does not (sentence-transformers, transformers
+and Pillow, h5py). They are imported when used, so the rest of the library works
+without them, and a missing one names the ``pip install`` that brings it.
+"""
+import importlib
+from types import ModuleType
+
+from mmkgc_pyg.errors import UserInputError
+
+
+class MissingExtraError(UserInputError, ImportError):
+    """An optional dependency is not installed (or fails to import).
+
+    An :class:`ImportError` for library callers, and a
+    :class:`~mmkgc_pyg.errors.UserInputError` so that command-line tools print its one
+    line and exit with status 2.
+    """
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module``, which the optional ``extra`` installs, for ``what`` (the
+    feature that needs it, named in the error message)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        install = f'pip install "mmkgc-pyg[{extra}]"'
+        if isinstance(e, ModuleNotFoundError) and e.name == module.partition(".")[0]:
+            raise MissingExtraError(f"{what} needs the [{extra}] extra: {install}") from None
+        # Installed but broken (e.g. one of its own dependencies is missing).
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise MissingExtraError(f"{what} needs the [{extra}] extra, whose {module} failed "
+                                f"to import ({type(e).__name__}: {reason}): "
+                                f"{install}") from None
