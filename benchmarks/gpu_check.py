@@ -49,13 +49,17 @@ def parse_args(argv=None):
                         help="DB15K folder (default: random triples of DB15K's sizes)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["tests", "ranking", "fusion", "training", "profile"],
+                        choices=["tests", "ranking", "fusion", "training", "profile", "scale"],
                         help="leave a section out (repeatable)")
     parser.add_argument("--workers", type=int, default=8,
                         help="pytest-xdist workers for the kernel tests on a GPU")
     parser.add_argument("--profile", metavar="VARIANT", default=None,
                         help="also profile one eager training step of this variant of "
                              "workloads.TRAINING_VARIANTS: its top CUDA kernels")
+    parser.add_argument("--scale", type=int, default=0, metavar="STEPS",
+                        help="also train a graph of Wikidata5M's size (4.6M entities, 20.6M "
+                             "triples, 384-d text for 90 %%; --sparse) for STEPS steps (0: "
+                             "skip; -1: a whole epoch) and evaluate 5,000 test triples")
     parser.add_argument("--tests-timeout", type=float, default=240,
                         help="seconds the kernel tests may take (default 240)")
     return parser.parse_args(argv)
@@ -70,7 +74,8 @@ import torch  # noqa: E402
 
 import workloads  # noqa: E402
 from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion  # noqa: E402
-from mmkgc_pyg.evaluation import Ranks  # noqa: E402
+from mmkgc_pyg.evaluation import (LinkPredictionQueries, Ranks,  # noqa: E402
+                                  evaluate_link_prediction)
 from mmkgc_pyg.kernels import kernel_mode_set  # noqa: E402
 from mmkgc_pyg.kernels.rotate import rotate_scores_reference  # noqa: E402
 from mmkgc_pyg.training.trainer import tf32_matmuls  # noqa: E402
@@ -252,6 +257,40 @@ def profile():
                for e in events[:25]}}
 
 
+def scale():
+    """Wikidata5M's size on one device: memory per entity, seconds per step (and per
+    epoch), peak memory, evaluation of 5,000 test triples."""
+    sizes = (dict(entities=20_000, relations=30, train=50_000, valid=100, test=200)
+             if ARGS.cpu else workloads.WIKIDATA5M_SIZES)
+    start = time.perf_counter()
+    dataset = workloads.random_graph(sizes, {"textual": 16 if ARGS.cpu else 384},
+                                     availability=0.9, name="Wikidata5M-sized")
+    config = replace(CONFIG, sparse=True, mu=0.1)
+    if DEVICE.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer = workloads.make_trainer(dataset, config, DEVICE)
+    setup_s = time.perf_counter() - start
+    steps_per_epoch = workloads.steps_per_epoch(trainer)
+    figures = {"entities": dataset.num_entities, "train_triples": len(dataset.train),
+               "setup_s": round(setup_s, 1),
+               "state_bytes_per_entity": round(workloads.table_bytes(trainer)
+                                               / dataset.num_entities)}
+    if ARGS.scale < 0:
+        figures["epoch_s"] = round(trainer.train_epoch()["seconds"], 1)
+    else:
+        step = workloads.time_steps(trainer, ARGS.scale)
+        figures.update(step_ms=round(1e3 * step, 2),
+                       epoch_s_extrapolated=round(step * steps_per_epoch, 1))
+    test = dataset.test[:5000].to(DEVICE)
+    queries = LinkPredictionQueries.build(test, trainer.filter_index)
+    [evaluation] = workloads.time_calls(
+        lambda: evaluate_link_prediction(trainer.model, queries), DEVICE, 1)
+    figures["evaluate_5000_triples_s"] = round(evaluation, 2)
+    if DEVICE.type == "cuda":
+        figures["peak_GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    return figures
+
+
 def table(results) -> str:
     lines = ["| check | result |", "|---|---|"]
     for name, figures in results.items():
@@ -286,6 +325,8 @@ def main():
                 ("tests", "kernel tests", kernel_tests))
     if ARGS.profile:
         sections = (("profile", f"profile of one step ({ARGS.profile})", profile), *sections)
+    if ARGS.scale:
+        sections = (*sections, ("scale", "Wikidata5M-sized graph", scale))
     for key, name, fn in sections:
         if key not in ARGS.skip:
             run_section(results, name, fn)

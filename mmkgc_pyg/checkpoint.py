@@ -29,6 +29,8 @@ def model_config(model: MMKGCModel) -> Dict:
         "train_features": model.train_features,
         "scorer": model.scorer_name,
         "margin": model.scorer.margin,
+        "feature_dtype": (str(next(iter(model.features.values())).dtype).split(".")[1]
+                          if model.adamf is not None else "float32"),
     }
 
 
@@ -64,7 +66,8 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
     except FileNotFoundError:
         raise UserInputError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors vary by torch version
-        raise UserInputError(f"{path}: not a readable checkpoint ({exc.__class__.__name__})") from None
+        raise UserInputError(f"{path}: not a readable checkpoint "
+                             f"({exc.__class__.__name__})") from None
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith("mmkgc-pyg/"):
         raise UserInputError(f"{path}: expected an mmkgc-pyg checkpoint ({FORMAT})")
@@ -73,12 +76,14 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
                              f"this version reads {FORMAT!r}): retrain, or use that version")
     config, state = _validated(path, payload)
     features = {name: torch.zeros(shape) for name, shape in config.pop("feature_shapes")}
-    model = MMKGCModel(features=features, **config)
+    dtype = getattr(torch, config.pop("feature_dtype"))
+    model = MMKGCModel(features=features, feature_dtype=dtype, **config)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200]
-        raise UserInputError(f"{path}: weights do not fit the saved configuration ({first})") from None
+        raise UserInputError(f"{path}: weights do not fit the saved configuration "
+                             f"({first})") from None
     model.entity_names = payload.get("entity_names")
     model.relation_names = payload.get("relation_names")
     model.dataset = payload["dataset"]
@@ -95,7 +100,7 @@ def _validated(path: Path, payload: Dict):
             raise bad(f"expected a {kind.__name__} under {key!r}")
     config, state = dict(payload["config"]), payload["state_dict"]
     expected = {"num_nodes", "num_relations", "hidden_channels", "sparse", "feature_shapes",
-                "train_features", "scorer", "margin"}
+                "train_features", "scorer", "margin", "feature_dtype"}
     if set(config) != expected:
         raise bad(f"expected config keys {sorted(expected)}, got {sorted(config)}")
     for key in ("num_nodes", "num_relations", "hidden_channels"):
@@ -104,6 +109,9 @@ def _validated(path: Path, payload: Dict):
     for key in ("sparse", "train_features"):
         if not isinstance(config[key], bool):
             raise bad(f"expected {key} to be a bool, got {config[key]!r}")
+    if config["feature_dtype"] not in ("float32", "bfloat16", "float16"):
+        raise bad(f"expected feature_dtype float32, bfloat16 or float16, got "
+                  f"{config['feature_dtype']!r}")
     if config["scorer"] not in INTERACTIONS:
         raise bad(f"expected scorer in {sorted(INTERACTIONS)}, got {config['scorer']!r}")
     margin = config["margin"]

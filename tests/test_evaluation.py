@@ -5,7 +5,9 @@ from utils import random_kg
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries, NonFiniteModelError,
                                   evaluate_link_prediction, link_prediction_ranks,
                                   metrics_table, rank_metrics)
-from mmkgc_pyg.nn import MMKGCModel
+from mmkgc_pyg.evaluation import Ranks
+from mmkgc_pyg.evaluation.ranks import distinct_rows, stream_ranks
+from mmkgc_pyg.nn import DistMultInteraction, MMKGCModel
 
 
 def test_filter_index_lists_every_known_answer():
@@ -145,3 +147,32 @@ def test_metrics_and_report():
     assert sum(c["count"] for c in metrics["categories"].values()) == 2 * len(data.test)
     table = metrics_table({"test": metrics})
     assert "| test | both |" in table and "| test | head |" in table
+
+
+@pytest.mark.parametrize("budget", [1, 7, 40, 10_000])
+def test_streamed_ranks_equal_the_score_matrix_ranks(budget):
+    """Blocks of queries x distinct rows, within any budget, count exactly what the whole
+    score matrix does: identical rows, filtered entities and the target included."""
+    g = torch.Generator().manual_seed(budget)
+    entities = torch.randint(0, 3, (25, 2), generator=g).float()  # many identical rows
+    query = torch.randint(0, 3, (9, 2), generator=g).float()
+    target = torch.randint(0, 25, (9,), generator=g)
+    counts = torch.randint(0, 5, (9,), generator=g)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    idx = torch.cat([torch.randperm(25, generator=g)[:c] for c in counts.tolist()])
+    scorer = DistMultInteraction(2)
+    expected = Ranks.from_scores(scorer.score_all(query, entities), target, ptr, idx)
+    got = stream_ranks(scorer.score_all, scorer.match, query, distinct_rows(entities),
+                       target, ptr, idx, budget)
+    assert torch.equal(got.better, expected.better) and torch.equal(got.tied, expected.tied)
+
+
+def test_distinct_rows_and_the_collision_fallback(monkeypatch):
+    table = torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [0.0, -0.0], [3.0, 4.0]])
+    rows, inverse, counts = distinct_rows(table)
+    assert torch.equal(rows[inverse], table) and counts.sum() == 5 and len(rows) == 3
+    # Every key equal: the check against each group's first row catches it.
+    monkeypatch.setattr("mmkgc_pyg.evaluation.ranks._row_keys",
+                        lambda block, weights: torch.zeros(block.size(0), dtype=torch.long))
+    rows, inverse, counts = distinct_rows(table)
+    assert torch.equal(rows[inverse], table) and len(rows) == 3

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     out = tmp_path / "check.json"
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu", "--scale", "2",
+                           "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -24,3 +25,5 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     assert training["default (CUDA graph, TF32)"]["step_ms"] > 0
     assert training["--no-modalities"]["loss"] > 0
     assert "| kernel tests: ok | True |" in proc.stdout
+    scale = results["Wikidata5M-sized graph"]
+    assert scale["step_ms"] > 0 and scale["evaluate_5000_triples_s"] > 0

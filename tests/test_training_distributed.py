@@ -17,7 +17,7 @@ def run(out, nproc):
     result = subprocess.run([*launcher, str(WORKER), str(out)], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "metrics.json").read_text())
+    return json.loads((out / "metrics0.json").read_text())
 
 
 def test_two_ranks_stay_identical_and_match_one_process(tmp_path):
@@ -33,6 +33,12 @@ def test_two_ranks_stay_identical_and_match_one_process(tmp_path):
     # Different negatives per rank, the same global batches and schedule.
     assert parallel["test"]["mrr"] == pytest.approx(single["test"]["mrr"], rel=0.2)
     assert parallel["test"]["mrr"] > 0.05
+    # Evaluation split across the ranks: every rank gets the metrics one process gets.
+    rank1 = json.loads((tmp_path / "ddp" / "metrics1.json").read_text())
+    assert rank1["test"] == parallel["test"]
+    fixed = [json.loads((tmp_path / d / f).read_text())
+             for d, f in (("ddp", "fixed0.json"), ("ddp", "fixed1.json"), ("single", "fixed0.json"))]
+    assert fixed[0] == fixed[1] == fixed[2]
 
 
 def test_torchrun_cli_writes_outputs_from_rank_zero(tmp_path):

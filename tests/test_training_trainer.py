@@ -57,7 +57,7 @@ def test_each_update_changes_only_its_own_parameters():
     model_params = list(trainer.model.parameters())
     generator_params = list(trainer.mat.parameters())
     before_model, before_gen = snapshot(model_params), snapshot(generator_params)
-    trainer._update(trainer.generator_optimizer, trainer.generator_loss, batch, trainer.model,
+    trainer._update([trainer.generator_optimizer], trainer.generator_loss, batch, trainer.model,
                     trainer.rng)
     assert not any(changed(before_model, model_params))
     assert all(changed(before_gen, generator_params))
@@ -91,9 +91,9 @@ def test_mu_zero_skips_the_generators_without_changing_the_model():
         batch = skipping.dataset.train[start:start + 32]
         skipping.step(batch)
         candidates, corrupt_head = training.sampler(batch, generator=training.rng)
-        training._update(training.model_optimizer, training.model_loss, batch, candidates,
+        training._update([training.model_optimizer], training.model_loss, batch, candidates,
                          corrupt_head, training.mat, training.rng)
-        training._update(training.generator_optimizer, training.generator_loss, batch,
+        training._update([training.generator_optimizer], training.generator_loss, batch,
                          training.model, training.rng)
     for a, b in zip(skipping.model.parameters(), training.model.parameters()):
         assert torch.equal(a, b)

@@ -94,9 +94,10 @@ def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
     features = dataset.features if config.modalities else {}
-    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim,
+    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim, config.sparse,
                       features=features, masks=dataset.masks, scorer=config.scorer,
-                      margin=config.margin, train_features=config.train_features)
+                      margin=config.margin, train_features=config.train_features,
+                      feature_dtype=getattr(torch, config.feature_dtype))
 
 
 def given_options(parser: argparse.ArgumentParser, argv: List[str]) -> set:
@@ -165,15 +166,21 @@ def reload_dataset(record: Dict, run_dir: Path):
 
 
 def memory_plan(dataset, config: TrainConfig, device: torch.device) -> Tuple[int, Optional[int]]:
-    """Bytes of training state (weights, gradients, two Adam moments: 16 bytes a float;
-    frozen feature tables 4) and the device's free memory (None when unknown)."""
+    """Bytes of training state and the device's free memory (None when unknown). A
+    trained float costs itself, its gradient and two Adam moments (16 bytes in float32),
+    or with ``sparse`` itself and the moments (the gradients hold the touched rows only);
+    a frozen feature table costs itself."""
     interaction = INTERACTIONS[config.scorer](config.dim, config.margin)
-    floats = dataset.num_entities * interaction.entity_channels \
-        + dataset.num_relations * interaction.relation_channels
-    features = sum(x.numel() for x in dataset.features.values()) if config.modalities else 0
-    projections = (sum(x.size(1) for x in dataset.features.values())
-                   * interaction.entity_channels if config.modalities else 0)
-    needed = 16 * (floats + projections) + (16 if config.train_features else 4) * features
+    per_trained = 3 if config.sparse else 4
+    tables = (dataset.num_entities * interaction.entity_channels
+              + dataset.num_relations * interaction.relation_channels)
+    needed = 4 * per_trained * tables
+    if config.modalities:
+        width = getattr(torch, config.feature_dtype).itemsize
+        features = sum(x.numel() for x in dataset.features.values())
+        needed += width * features * (per_trained if config.train_features else 1)
+        needed += 16 * sum(x.size(1) for x in dataset.features.values()) \
+            * interaction.entity_channels
     if device.type == "cuda":
         return needed, torch.cuda.mem_get_info(device)[0]
     try:
@@ -188,8 +195,8 @@ def check_fits(dataset, config: TrainConfig, device: torch.device, quiet: bool) 
     needed, free = memory_plan(dataset, config, device)
     per_entity = needed / dataset.num_entities
     if not quiet:
-        print(f"memory: {needed / 2**20:.1f} MiB of parameters, gradients and Adam state "
-              f"({per_entity:.0f} bytes per entity)", file=sys.stderr)
+        print(f"memory: {needed / 2**20:.1f} MiB of parameters, gradients and optimiser "
+              f"state ({per_entity:.0f} bytes per entity)", file=sys.stderr)
     if free is not None and needed > free:
         raise UserInputError(f"--dim {config.dim}: training needs about {needed / 2**30:.1f} GiB "
                              f"({per_entity:.0f} bytes per entity) but {device} has "
@@ -287,16 +294,15 @@ def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record,
             how = "no checkpoint (train with --checkpoint-every N to be able to resume)"
         print(f"{name}: stopped at epoch {exc.epoch}, step {exc.step}; {how}", file=sys.stderr)
         sys.exit(128 + exc.signal_number)
-    if rank != 0:  # rank 0 evaluates and writes the outputs
-        return None
-
-    try:
+    try:  # every rank ranks its share of the queries; rank 0 writes
         results = evaluate_splits(trainer.model, dataset, trainer.filter_index,
                                   config.eval_batch_size, args.drop_modality_rate, config.seed,
                                   trainer.best_valid, config.raw_splits, progress=not args.quiet)
     except NonFiniteModelError as exc:
         print(f"error: the trained model cannot be evaluated: {exc}", file=sys.stderr)
         sys.exit(1)
+    if rank != 0:
+        return None
     results["best_epoch"] = trainer.best_epoch
     atomic_write_json(out / "metrics.json", results)
     table = metrics_table({k: results[k] for k in ("valid", "test")})

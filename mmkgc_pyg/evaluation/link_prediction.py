@@ -3,13 +3,14 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.data.kg import triple_keys
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics, rank_metrics
-from mmkgc_pyg.evaluation.ranks import Ranks
+from mmkgc_pyg.evaluation.ranks import Ranks, distinct_rows, stream_ranks
 from mmkgc_pyg.kernels.utils import SCORE_BUDGET
 
 RANK_TYPE = "realistic"
@@ -69,6 +70,19 @@ class LinkPredictionQueries:
             return tails
         return torch.cat([tails, model.head_queries(rel, tail, joint)])
 
+    def share(self, rank: int, world: int) -> Tuple[int, int]:
+        """The ``[start, stop)`` queries of process ``rank`` of ``world``."""
+        size = -(-len(self) // world)
+        return min(rank * size, len(self)), min((rank + 1) * size, len(self))
+
+    def slice(self, start: int, stop: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """Targets and re-based filter lists of queries ``start..stop-1``."""
+        if (start, stop) == (0, len(self)):
+            return self.target, self.filter_ptr, self.filter_idx
+        low, high = self.filter_ptr[[start, stop]].tolist()
+        return (self.target[start:stop], self.filter_ptr[start:stop + 1] - low,
+                self.filter_idx[low:high])
+
     def split(self, ranks: Ranks) -> Tuple[Optional[Ranks], Ranks]:
         """``(head_ranks, tail_ranks)`` of ``ranks`` over these queries (no head ranks
         without ``both_sides``)."""
@@ -84,9 +98,11 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
 
     Each entity's joint embedding is computed once. An interaction with a fused ranking
     kernel (RotatE on CUDA) ranks all queries in one call without a ``[B, N]`` score
-    matrix; any other scores blocks of queries within ``SCORE_BUDGET`` and counts. Both
-    give exact ties for identical entity rows: the score path computes one score per
-    distinct row (a matrix product may round the same row differently in different tiles).
+    matrix; any other is scored in blocks of queries x distinct entity rows of at most
+    ``SCORE_BUDGET`` scores (:func:`~mmkgc_pyg.evaluation.ranks.stream_ranks`), so memory
+    stays bounded on any graph. Both give exact ties for identical entity rows. With
+    several processes (``torch.distributed``), each ranks its share of the queries and
+    all receive every rank.
 
     Args:
         model: an :class:`~mmkgc_pyg.nn.MMKGCModel`.
@@ -103,30 +119,47 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
     if not (torch.isfinite(joint).all() & torch.isfinite(vectors).all()):
         raise NonFiniteModelError("the model's entity embeddings or relation queries hold NaN "
                                   "or infinite values: its ranks would be meaningless")
+    rank, world = _process_group()
+    mine = queries.share(rank, world)
+    start, stop = mine
+    target, ptr, idx = queries.slice(start, stop)
     scorer = model.scorer
-    fused = scorer.fused_ranking(vectors, joint)
-    if not fused:
-        distinct, inverse = torch.unique(joint, dim=0, return_inverse=True)
-    count = len(queries)
-    step = max(1, batch_size or (count if fused else SCORE_BUDGET // max(1, joint.size(0))))
-    bounds = (queries.filter_ptr[::step].tolist() + [queries.filter_idx.numel()]
-              if step < count else [0, queries.filter_idx.numel()])
+    if scorer.fused_ranking(vectors, joint):
+        step = max(1, batch_size or (stop - start))
+        bounds = ptr[::step].tolist() + [idx.numel()] if step < stop - start else [0, idx.numel()]
+        parts = [Ranks(*scorer.rank_counts(vectors[start + low_q:start + low_q + step], joint,
+                                           target[low_q:low_q + step],
+                                           ptr[low_q:low_q + step + 1] - low, idx[low:high]))
+                 for low_q, low, high in tqdm(zip(range(0, stop - start, step), bounds,
+                                                  bounds[1:]), total=len(bounds) - 1,
+                                              disable=not progress, desc="ranking",
+                                              leave=False)]
+        ranks = Ranks.cat(parts) if parts else Ranks(target.new_zeros(0), target.new_zeros(0))
+    else:
+        budget = SCORE_BUDGET if not batch_size else batch_size * joint.size(0)
+        ranks = stream_ranks(scorer.score_all, scorer.match, vectors[start:stop],
+                             distinct_rows(joint), target, ptr, idx, budget, progress)
+    return _gather(ranks, queries, world) if world > 1 else ranks
+
+
+def _process_group():
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(ranks: Ranks, queries: "LinkPredictionQueries", world: int) -> Ranks:
+    """Every rank's share, in query order, on every rank."""
+    size = -(-len(queries) // world)
     parts = []
-    for start, low, high in tqdm(zip(range(0, count, step), bounds, bounds[1:]),
-                                 total=len(bounds) - 1, disable=not progress,
-                                 desc="ranking", leave=False):
-        args = (queries.target[start:start + step],
-                queries.filter_ptr[start:start + step + 1] - low,
-                queries.filter_idx[low:high])
-        if fused:
-            parts.append(Ranks(*scorer.rank_counts(vectors[start:start + step], joint, *args)))
-        else:
-            scores = scorer.score_all(vectors[start:start + step], distinct)[:, inverse]
-            parts.append(Ranks.from_scores(scores, *args))
-    if not parts:
-        empty = torch.zeros(0, dtype=torch.long, device=joint.device)
-        return Ranks(empty, empty)
-    return Ranks.cat(parts)
+    for counts in (ranks.better, ranks.tied):
+        padded = counts.new_zeros(size)
+        padded[:counts.numel()] = counts
+        gathered = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(gathered, padded)
+        parts.append(torch.cat([g[:stop - start] for g, (start, stop) in zip(
+            gathered, (queries.share(r, world) for r in range(world)))]))
+    return Ranks(*parts)
 
 
 def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor],

@@ -3,6 +3,7 @@ PyG :class:`~torch_geometric.nn.kge.KGEModel`."""
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.kge import KGEModel
 
@@ -11,6 +12,7 @@ from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
 from mmkgc_pyg.nn.adamf import AdaMF
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
+from mmkgc_pyg.nn.touched import touched_entities
 
 
 class MMKGCModel(KGEModel):
@@ -37,8 +39,10 @@ class MMKGCModel(KGEModel):
         num_relations (int): number of relations.
         hidden_channels (int): the embedding size as in PyG: complex dimensions for
             ``rotate`` and ``complex``, real dimensions for ``transe`` and ``distmult``.
-        sparse (bool): sparse gradients of ``node_emb`` and ``rel_emb`` rows looked up by
-            index (as in PyG).
+        sparse (bool): sparse gradients of the rows of ``node_emb``, ``rel_emb`` and the
+            feature tables that a batch touches (as in PyG; train with a sparse optimiser
+            such as :class:`torch.optim.SparseAdam`), so that a step's cost does not grow
+            with the graph.
         features (Dict[str, torch.Tensor], optional): raw features ``[N, d_m]`` per
             modality; the dict's order is the order of the modality weights.
         masks (Dict[str, torch.Tensor], optional): availability ``[N]`` per modality.
@@ -46,12 +50,15 @@ class MMKGCModel(KGEModel):
             ``"complex"`` (:mod:`mmkgc_pyg.nn.interactions`).
         margin (float): the margin :math:`\gamma`.
         train_features (bool): fine-tune the raw feature tables.
+        feature_dtype (torch.dtype): how the feature tables are stored: ``float32``, or
+            ``bfloat16``/``float16`` to halve their memory (projected in float32).
     """
 
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
                  sparse: bool = False, *, features: Optional[Dict[str, Tensor]] = None,
                  masks: Optional[Dict[str, Tensor]] = None, scorer: str = "rotate",
-                 margin: float = 12.0, train_features: bool = True):
+                 margin: float = 12.0, train_features: bool = True,
+                 feature_dtype: torch.dtype = torch.float32):
         # KGEModel.__init__ would build [N, hidden_channels] tables; a complex interaction
         # needs 2 * hidden_channels reals per entity, so the tables are built here.
         torch.nn.Module.__init__(self)
@@ -81,8 +88,11 @@ class MMKGCModel(KGEModel):
         self.scorer.reset_relations(self.rel_emb.weight)
         self.adamf = None
         if self.modalities:
+            if feature_dtype not in (torch.float32, torch.bfloat16, torch.float16):
+                raise ValueError(f"feature_dtype={feature_dtype}: expected float32, bfloat16 "
+                                 "or float16")
             self.features = torch.nn.ParameterDict({
-                name: torch.nn.Parameter(x.detach().float().clone(),
+                name: torch.nn.Parameter(x.detach().to(feature_dtype).clone(),
                                          requires_grad=train_features)
                 for name, x in features.items()
             })
@@ -137,10 +147,28 @@ class MMKGCModel(KGEModel):
         mask = self.fusion_mask if fusion_mask is None else fusion_mask
         features = dict(self.features.items())
         if index is not None:
-            features = {name: x[index] for name, x in features.items()}
+            # An embedding lookup, so that with ``sparse`` the tables' gradients are too.
+            features = {name: F.embedding(index, x, sparse=self.sparse)
+                        for name, x in features.items()}
             mask = mask[index]
+        # Tables stored in bf16/fp16 (to fit) are projected in float32.
+        features = {name: x.float() for name, x in features.items()}
         return self.adamf.fuse(self.adamf.project(struct, features), mask,
                                return_attention_weights)
+
+    def touched_embeddings(self, *index: Tensor) -> Tuple[Tensor, List[Tensor]]:
+        """Joint embeddings of the entities that the index tensors name, and the index
+        tensors remapped into them: only those entities are projected and fused, so the
+        cost follows the batch, not the graph. When the tensors hold about as many ids as
+        there are entities (and gradients are dense), all entities are embedded instead
+        (same result, no gather). No host synchronisation (see
+        :func:`~mmkgc_pyg.nn.touched.touched_entities`)."""
+        ids = torch.cat([i.reshape(-1) for i in index])
+        if ids.numel() >= self.num_nodes and not self.sparse:
+            return self.entity_embeddings(), list(index)
+        entities, position = touched_entities(ids, self.num_nodes)
+        parts = position.split([i.numel() for i in index])
+        return self.entity_embeddings(entities), [p.view_as(i) for p, i in zip(parts, index)]
 
     # ---------------------------------------------------------------- scoring API
     def forward(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor) -> Tensor:
@@ -162,9 +190,12 @@ class MMKGCModel(KGEModel):
                          joint: Optional[Tensor] = None) -> Tensor:
         """Scores ``[B, C]`` of each triple's query against its candidate entities: the
         query is ``(?, r, t)`` where ``corrupt_head`` and ``(h, r, ?)`` elsewhere, and
-        ``candidates [B, C]`` are entity ids (e.g. the true one, then negatives).
-        ``joint`` passes precomputed joint embeddings of all entities."""
-        joint = self.entity_embeddings() if joint is None else joint
+        ``candidates [B, C]`` are entity ids (e.g. the true one, then negatives). Only
+        the entities named are embedded (:meth:`touched_embeddings`); ``joint`` passes
+        precomputed joint embeddings that the indices address instead."""
+        if joint is None:
+            joint, (head_index, tail_index, candidates) = self.touched_embeddings(
+                head_index, tail_index, candidates)
         query = torch.where(corrupt_head[:, None],
                             self.head_queries(rel_type, tail_index, joint),
                             self.tail_queries(head_index, rel_type, joint))

@@ -67,6 +67,14 @@ class TrainConfig:
     mat: bool = _option(True, "AdaMF without MAT", flag="--no-mat")
     train_features: bool = _option(True, "keep the raw feature tables fixed (default: "
                                          "fine-tune them)", flag="--freeze-features")
+    feature_dtype: str = _option("float32", "storage of the feature tables (bfloat16 / "
+                                            "float16 halve their memory; projected in "
+                                            "float32)",
+                                 choices=("float32", "bfloat16", "float16"))
+    sparse: bool = _option(False, "sparse gradients and a lazy Adam for the entity, "
+                                  "relation and feature tables: a step costs the same on "
+                                  "any graph size (default: dense Adam, as the paper)",
+                           flag="--sparse")
     raw_splits: bool = _option(False, "evaluate valid and test as in their files (repeated "
                                       "triples, and valid triples that are training triples, "
                                       "kept: for comparison with published numbers)",

@@ -90,14 +90,17 @@ class ModelLoss(torch.nn.Module):
         """``candidates [B, 1 + K]``: the true entity of the corrupted side, then the
         negatives (from :class:`~mmkgc_pyg.training.NegativeSampler`)."""
         head, rel, tail = batch.unbind(1)
-        joint = self.model.entity_embeddings()
-        scores = self.model.candidate_scores(head, rel, tail, candidates, corrupt_head, joint)
+        # Only the entities this batch names are embedded (all when it names as many).
+        joint, (head_at, tail_at, candidates_at) = self.model.touched_embeddings(
+            head, tail, candidates)
+        scores = self.model.candidate_scores(head_at, rel, tail_at, candidates_at,
+                                             corrupt_head, joint)
         positive = scores[:, 0]
         loss = self_adversarial_sigmoid_loss(positive, scores[:, 1:], self.adv_temperature)
         if mat is None or self.mu == 0:
             return loss
         reference = self.mat_loss == "reference"
-        fakes = fake_scores(self.model, mat, batch, joint[head], joint[tail], rng,
+        fakes = fake_scores(self.model, mat, batch, joint[head_at], joint[tail_at], rng,
                             "both" if reference else "model")
         return loss + self.mu * mat_term(positive, fakes, self.adv_temperature, reference)
 

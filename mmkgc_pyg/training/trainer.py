@@ -21,6 +21,7 @@ from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
 from mmkgc_pyg.nn.mat import MAT
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig
+from mmkgc_pyg.training.lazy_adam import LazyAdam
 from mmkgc_pyg.training.objective import GeneratorLoss, ModelLoss
 from mmkgc_pyg.training.sampler import NegativeSampler
 from mmkgc_pyg.training.stoppers import EarlyStopper
@@ -112,7 +113,9 @@ class Trainer:
         self._queries: Dict[str, LinkPredictionQueries] = {}
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) \
             if dist.is_available() and dist.is_initialized() else (0, 1)
-        self.graphable = config.cuda_graph and self.device.type == "cuda" and self.world_size == 1
+        # Sparse gradients have data-dependent sizes: no CUDA graph for a sparse model.
+        self.graphable = (config.cuda_graph and self.device.type == "cuda"
+                          and self.world_size == 1 and not model.sparse)
         # Every rank shuffles alike (the same global batches) but draws its own
         # negatives and noise.
         self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -122,9 +125,16 @@ class Trainer:
                     if config.mat and model.adamf is not None else None)
         # On CUDA one fused kernel updates all parameters (the default Adam launches
         # several per tensor); the CPU keeps the default for bit-for-bit reproducible runs.
+        # A sparse model's tables get a lazy Adam over the rows a step touched.
         adam = dict(fused=True, capturable=self.graphable) if self.device.type == "cuda" else {}
+        tables = ([model.node_emb.weight, model.rel_emb.weight,
+                   *(model.features.values() if model.adamf is not None else ())]
+                  if model.sparse else [])
+        tables = [p for p in tables if p.requires_grad]
         self.model_optimizer = torch.optim.Adam(
-            [p for p in model.parameters() if p.requires_grad], lr=config.lr, **adam)
+            [p for p in model.parameters() if p.requires_grad and all(p is not t for t in tables)],
+            lr=config.lr, **adam)
+        self.sparse_optimizer = LazyAdam(tables, lr=config.lr) if tables else None
         self.generator_optimizer = (torch.optim.Adam(self.mat.parameters(), lr=config.lr_g,
                                                      **adam)
                                     if self.mat is not None else None)
@@ -188,10 +198,10 @@ class Trainer:
 
     def _eager_step(self, batch: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         candidates, corrupt_head = self.sampler(batch, generator=self.rng)
-        loss = self._update(self.model_optimizer, self.model_loss, batch, candidates,
+        loss = self._update(self._model_optimizers, self.model_loss, batch, candidates,
                             corrupt_head, self.mat, self.rng)
         if self.trains_generators:
-            return loss, self._update(self.generator_optimizer, self.generator_loss, batch,
+            return loss, self._update([self.generator_optimizer], self.generator_loss, batch,
                                       self.model, self.rng)
         if self.mat is not None:
             # The generator update would draw this noise from the same stream as the
@@ -200,15 +210,21 @@ class Trainer:
                 self.mat.draw_noise(batch.size(0), self.rng)
         return loss, None
 
-    def _update(self, optimizer, loss_fn, *args) -> Tensor:
+    @property
+    def _model_optimizers(self) -> List[torch.optim.Optimizer]:
+        return [o for o in (self.model_optimizer, self.sparse_optimizer) if o is not None]
+
+    def _update(self, optimizers, loss_fn, *args) -> Tensor:
         # Optional bf16 autocast: the projections of wide feature tables dominate. A CUDA
         # graph replays fixed kernels, so autocast must not cache casts across steps.
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.bf16,
                             cache_enabled=not self.graphable):
             loss = loss_fn(*args)
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         return loss.detach()
 
     def _capture(self, batch: Tensor) -> None:
@@ -300,7 +316,7 @@ class Trainer:
 
     def fit(self, on_epoch: Optional[Callable[[Dict], None]] = None) -> Dict:
         """Trains until ``epochs``, early stopping or the time budget; leaves the best
-        weights loaded (on rank 0, which evaluates, when several processes train).
+        weights loaded.
 
         Returns the last epoch's record; ``on_epoch`` sees every record."""
         cfg = self.config
@@ -326,25 +342,21 @@ class Trainer:
             if out_of_time:
                 break
         bar.close()
-        if self.best_state is not None:  # rank 0 only: it alone evaluates
+        if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         return record
 
     def _validate(self, record: Dict) -> None:
-        """Rank 0 evaluates and keeps the best model; the others follow its stopper."""
-        if self.rank == 0:
-            record["valid"] = self.evaluate("valid")
-            if self.stopper.report(self.epoch, record["valid"]["mrr"]):
-                self.best_valid = record["valid"]
-                self.best_state = {k: v.detach().to("cpu", copy=True)
-                                   for k, v in self.model.state_dict().items()}
-                if self.out_dir is not None:
-                    self.save_best_model(self.out_dir / "model.pt")
-        if self.world_size > 1:
-            counter = torch.tensor([self.stopper.evaluations_without_improvement],
-                                   device=self.device)
-            dist.broadcast(counter, src=0)
-            self.stopper.evaluations_without_improvement = int(counter.item())
+        """Every rank ranks its share of the valid queries and receives all ranks (the
+        same metrics everywhere, so the stoppers agree); every rank keeps the best
+        weights, rank 0 writes them."""
+        record["valid"] = self.evaluate("valid")
+        if self.stopper.report(self.epoch, record["valid"]["mrr"]):
+            self.best_valid = record["valid"]
+            self.best_state = {k: v.detach().to("cpu", copy=True)
+                               for k, v in self.model.state_dict().items()}
+            if self.out_dir is not None and self.rank == 0:
+                self.save_best_model(self.out_dir / "model.pt")
 
     @property
     def best_epoch(self) -> int:
@@ -366,6 +378,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "mat": self.mat.state_dict() if self.mat is not None else None,
             "model_optimizer": self.model_optimizer.state_dict(),
+            "sparse_optimizer": (self.sparse_optimizer.state_dict()
+                                 if self.sparse_optimizer else None),
             "generator_optimizer": (self.generator_optimizer.state_dict()
                                     if self.generator_optimizer else None),
             "rng": self._all_rank_rng_states(),
@@ -383,6 +397,8 @@ class Trainer:
         if self.mat is not None:
             self.mat.load_state_dict(state["mat"])
         self.model_optimizer.load_state_dict(state["model_optimizer"])
+        if self.sparse_optimizer is not None:
+            self.sparse_optimizer.load_state_dict(state["sparse_optimizer"])
         if self.generator_optimizer is not None:
             self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.rng.set_state(state["rng"][self.rank].cpu())
