@@ -37,9 +37,11 @@ def main(out: str):
     fixed_metrics = Trainer(fixed, data, config, progress=False).evaluate("test")
     with open(os.path.join(out, f"fixed{rank}.json"), "w") as f:
         json.dump(fixed_metrics, f)
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # Only now, with the trainers (and their DDP reducers) freed: a reducer that outlives
+    # the group destroys it while holding the GIL, which can deadlock gloo's threads.
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -15,17 +15,18 @@ CONFIG = TrainConfig(dim=8, margin=6.0, negatives=5, batch_size=32, lr=1e-2, lr_
                      mu=0.5, cuda_graph=False)
 
 
-def cuda_trainer(config: TrainConfig) -> Trainer:
+def cuda_trainer(config: TrainConfig, num_entities: int = 30) -> Trainer:
     torch.manual_seed(0)
-    data = random_kg()
+    data = random_kg(num_entities=num_entities, num_train=4 * num_entities)
     model = MMKGCModel(data.num_entities, data.num_relations, config.dim,
                        features=data.features, masks=data.masks).cuda()
     return Trainer(model, data, config, progress=False)
 
 
+@pytest.mark.parametrize("num_entities", [30, 600])  # all entities / touched ones only
 @pytest.mark.parametrize("cuda_graph", [False, True])
-def test_training_steps_never_synchronise_on_cuda(cuda_graph):
-    trainer = cuda_trainer(replace(CONFIG, cuda_graph=cuda_graph))
+def test_training_steps_never_synchronise_on_cuda(cuda_graph, num_entities):
+    trainer = cuda_trainer(replace(CONFIG, cuda_graph=cuda_graph), num_entities)
     batch = trainer.train_triples[:32]
     for _ in range(5):  # compilation, autotuning, graph warm-up and capture may sync
         trainer.step(batch)
