@@ -169,14 +169,12 @@ def trials_table(study) -> str:
 
 def write_plots(study, folder: Path) -> List[str]:
     """Optuna's matplotlib plots of the study as ``folder/<name>.png`` (see
-    :data:`PLOTS`), when matplotlib is installed; a plot the study cannot make yet (e.g.
-    importances before two trials completed) is left out. Returns the names written."""
+    :data:`PLOTS`), when matplotlib is installed (empty axes while the study has too few
+    trials for a plot; one Optuna cannot draw is left out). Returns the names written."""
     try:
-        import matplotlib
+        import matplotlib.pyplot as plt
     except ImportError:
         return []
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
 
     optuna = _optuna()
     written = []
@@ -185,7 +183,7 @@ def write_plots(study, folder: Path) -> List[str]:
             warnings.simplefilter("ignore")  # experimental-API and few-trials warnings
             try:
                 axes = getattr(optuna.visualization.matplotlib, f"plot_{name}")(study)
-            except (ValueError, RuntimeError, ZeroDivisionError):
+            except (ValueError, RuntimeError):  # e.g. a degenerate importance fit
                 continue
         axes = axes.flat[0] if hasattr(axes, "flat") else axes
         figure = axes.figure
