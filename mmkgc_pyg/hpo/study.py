@@ -92,7 +92,8 @@ def _check_same(folder: Path, what: str, recorded: Dict, current: Dict) -> None:
 
 def fail_dead_trials(study, storage) -> List[int]:
     """Marks failed the running trials whose process, on this machine, is gone (killed
-    searches); returns their numbers. ``storage`` is the study's."""
+    searches); returns their numbers. ``storage`` is the study's. A trial names its
+    process in its ``process`` user attribute, set first thing when it starts."""
     optuna = _optuna()
     host, failed = socket.gethostname(), []
     study_id = storage.get_study_id_from_name(study.study_name)
