@@ -65,6 +65,10 @@ def atomic_write_text(path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with NaN and infinities as ``None``: JSON has no such numbers."""
     if isinstance(obj, float) and not math.isfinite(obj):

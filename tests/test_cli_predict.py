@@ -108,3 +108,37 @@ def test_unknown_name_from_the_command_line(checkpoint):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "did you mean 'e012'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("side", ["tail", "head"])
+def test_library_predict_by_name_matches_the_command(checkpoint, dataset, side):
+    model = load_checkpoint(checkpoint)
+    h, r, t = dataset.train[0].tolist()
+    names, relation = dataset.entity_names, dataset.relation_names[r]
+    query = {"head": names[h]} if side == "tail" else {"tail": names[t]}
+    flag = "--head" if side == "tail" else "--tail"
+    for filtered in (False, True):
+        rows = model.predict(relation=relation, k=9, known=dataset.train, filter=filtered,
+                             **query)
+        command = run_predict(checkpoint, flag, next(iter(query.values())), "--relation",
+                              relation, "--k", "9", *(["--filter"] if filtered else []))
+        assert [row.to_dict() for row in rows] == command["predictions"]
+    plain = model.predict(relation=relation, k=3, **query)  # no known triples: none marked
+    assert [p.rank for p in plain] == [1, 2, 3] and not any(p.known for p in plain)
+    assert all(names[p.id] == p.entity for p in plain)
+
+
+def test_library_predict_unknown_names_and_bad_queries(checkpoint):
+    from mmkgc_pyg.nn.prediction import UnknownNameError
+    model = load_checkpoint(checkpoint)
+    with pytest.raises(UnknownNameError) as exc:
+        model.predict(head="e012x", relation="r3")
+    assert isinstance(exc.value, KeyError) and exc.value.argument == "head"
+    assert "e012" in exc.value.suggestions
+    assert str(exc.value).startswith("'e012x': expected an entity name")
+    with pytest.raises(UnknownNameError, match="did you mean 'r3'"):
+        model.predict(tail="e012", relation="r3x")
+    for bad in (dict(head="e1", tail="e2"), dict(), dict(head="e1", k=0),
+                dict(head="e1", filter=True)):
+        with pytest.raises(ValueError):
+            model.predict(relation="r3", **bad)

@@ -55,7 +55,7 @@ def test_a_folder_holding_a_run_is_not_overwritten_unasked(graph, tmp_path, caps
     train("--dataset", graph, "--epochs", 1, "--out", out)
     before = (out / "model.pt").read_bytes()
     fails(capsys, "--dataset", graph, "--epochs", 1, "--out", out,
-          expected="holds an earlier run (config.json, model.pt")
+          expected="holds an earlier run (config.json, config.yaml, model.pt")
     assert (out / "model.pt").read_bytes() == before
     train("--dataset", graph, "--epochs", 1, "--out", out, "--overwrite", "--seed", 7)
     assert json.loads((out / "config.json").read_text())["train"]["seed"] == 7

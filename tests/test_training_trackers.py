@@ -1,9 +1,24 @@
-"""Trackers: the history file, TensorBoard, and the flattening they share."""
+"""Trackers: the history file, TensorBoard, MLflow and W&B (read back through their own
+formats), and the flattening they share."""
 import json
 
 import pytest
 
-from mmkgc_pyg.training.trackers import HistoryTracker, Tracker, flatten, make_trackers
+from mmkgc_pyg.cli import train
+from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.training.trackers import (HistoryTracker, Tracker, flatten, flatten_params,
+                                         make_trackers)
+
+SMALL = ["--epochs", "3", "--eval-every", "1", "--dim", "8", "--negatives", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def small_graph():
+    graph = make_synthetic_kg(num_entities=100, num_relations=4, num_clusters=5,
+                              domain_size=4, num_train=500, num_valid=30, num_test=30)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: graph)
+        yield graph
 
 
 def test_flatten_keeps_numbers_only():
@@ -26,8 +41,8 @@ def test_make_trackers(tmp_path):
     assert make_trackers(["tensorboard"], None) == []
     (history, ) = make_trackers([], tmp_path)
     assert isinstance(history, HistoryTracker)
-    with pytest.raises(ValueError, match="'wandb'"):
-        make_trackers(["wandb"], tmp_path)
+    with pytest.raises(ValueError, match="'neptune'"):
+        make_trackers(["neptune"], tmp_path)
     assert Tracker().log_epoch({"epoch": 1}) is None  # the interface's defaults do nothing
 
 
@@ -41,3 +56,60 @@ def test_tensorboard_writes_scalars(tmp_path):
     events.Reload()
     assert set(events.Tags()["scalars"]) >= {"train/loss", "valid/mrr"}
     assert events.Scalars("valid/mrr")[0].value == 0.5
+
+
+def test_flatten_params_keeps_every_setting_as_text():
+    assert flatten_params({"lr": 0.1, "features": {"visual": "/v.pt"}, "trackers": ["mlflow"],
+                           "dataset": None}) == {
+        "lr": "0.1", "features/visual": "/v.pt", "trackers": "['mlflow']", "dataset": "None"}
+
+
+def test_mlflow_run_read_back_through_mlflow(small_graph, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
+    from mlflow.tracking import MlflowClient
+    monkeypatch.chdir(tmp_path)  # MLflow puts a SQLite store's artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tiny")
+    results = train.main(["--out", str(tmp_path / "run"), "--tracker", "mlflow", *SMALL])
+
+    client = MlflowClient(uri)
+    (run, ) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert run.data.tags["mmkgc.run_id"] == config["run_id"]
+    assert run.data.params["dim"] == "8" and run.data.params["trackers"] == "['mlflow']"
+    mrr = client.get_metric_history(run.info.run_id, "valid/mrr")
+    assert [m.step for m in mrr] == [1, 2, 3]
+    history = [json.loads(line) for line in
+               (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [m.value for m in mrr] == [r["valid"]["mrr"] for r in history]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+    assert run.data.metrics["final/test/mrr"] == results["test"]["mrr"]
+    assert run.data.metrics["final/test/hits_at_10"] == results["test"]["hits@10"]
+    files = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"model", "config.yaml", "config.json", "metrics.json"} <= files
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
+
+
+def test_wandb_offline_writes_its_run_folder(small_graph, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="the [wandb] extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    results = train.main(["--out", str(tmp_path / "run"), "--tracker", "wandb", *SMALL])
+    assert results["test"]["mrr"] > 0
+    (folder, ) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # in the run's folder
+    (log, ) = folder.glob("run-*.wandb")
+    data = log.read_bytes()  # W&B's record log: the config, the metrics, the artifacts
+    for text in (b"valid/mrr", b"final/test/mrr", b"run_id", b"model.pt", b"metrics.json"):
+        assert text in data, text
+
+
+def test_a_missing_tracker_extra_is_one_line(small_graph, tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--out", str(tmp_path / "run"), "--tracker", "mlflow", *SMALL])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert 'pip install "mmkgc-pyg[mlflow]"' in err

@@ -1,17 +1,14 @@
 """``python -m mmkgc_pyg.predict``: the most plausible answers of one query, by name."""
 import argparse
-import difflib
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
-
-import torch
+from typing import Dict, List, Optional
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, user_errors_exit_2
 from mmkgc_pyg.cli.run_folder import check_output_file
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.io import atomic_write_json
+from mmkgc_pyg.nn.prediction import UnknownNameError, lookup, predict_by_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,38 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def lookup(name: str, names: Sequence[str], flag: str, kind: str) -> int:
-    """The id of ``name``; an unknown name is a user error that suggests close ones."""
-    try:
-        return names.index(name)
-    except ValueError:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise UserInputError(f"{flag} {name!r}: expected {kind} name of the model, got "
-                             f"an unknown one{hint}") from None
-
-
-@torch.no_grad()
-def predict(model, known: FilterIndex, entity: int, rel: int, side: str, k: int,
-            filter_known: bool) -> List[Dict]:
-    """The ``k`` best ``side`` answers (``"tail"`` or ``"head"``) of the query built
-    from ``entity`` and ``rel``, best first, each marked ``known`` when it completes a
-    triple of ``known``."""
-    entity, rel = torch.tensor([entity]), torch.tensor([rel])
-    ptr, idx = known.answers(entity, rel, side)
-    exclude = (ptr, idx) if filter_known else None
-    if side == "tail":
-        scores, ids = model.predict_tails(entity, rel, k, exclude)
-    else:
-        scores, ids = model.predict_heads(rel, entity, k, exclude)
-    known_ids = set(idx.tolist())
-    # -inf marks filtered entities that pad the list when fewer than k remain.
-    return [{"rank": rank, "entity": model.entity_names[i], "id": i, "score": s,
-             "known": i in known_ids}
-            for rank, (s, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist()), 1)
-            if s > float("-inf")]
-
-
 def format_table(rows: List[Dict]) -> str:
     width = max([len("entity")] + [len(row["entity"]) for row in rows])
     lines = [f"{'rank':>4}  {'entity':<{width}}  {'score':>10}  known"]
@@ -83,13 +48,16 @@ def main(argv: Optional[List[str]] = None):
     if args.out:
         check_output_file(Path(args.out), "--out")
     model = load_checkpoint(args.checkpoint)
-    side, flag, given = (("tail", "--head", args.head) if args.head is not None
-                         else ("head", "--tail", args.tail))
-    entity = lookup(given, model.entity_names, flag, "an entity")
-    rel = lookup(args.relation, model.relation_names, "--relation", "a relation")
+    side, argument = ("tail", "head") if args.head is not None else ("head", "tail")
+    try:  # names first: a typo is reported before the dataset is loaded
+        lookup(getattr(args, argument), model.entity_names, argument, "an entity")
+        lookup(args.relation, model.relation_names, "relation", "a relation")
+    except UnknownNameError as exc:
+        raise UserInputError(f"--{exc.argument} {exc}") from None
     dataset = dataset_for(args, model)
-    known = FilterIndex(dataset.train, dataset.num_relations)
-    rows = predict(model, known, entity, rel, side, args.k, args.filter)
+    rows = [row.to_dict() for row in predict_by_name(
+        model, head=args.head, relation=args.relation, tail=args.tail, k=args.k,
+        known=dataset.train, filter=args.filter)]
 
     query = {"head": args.head or "?", "relation": args.relation, "tail": args.tail or "?"}
     print(f"({query['head']}, {query['relation']}, {query['tail']}): top {len(rows)} "

@@ -16,8 +16,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 #: What a training run writes into its folder.
-RUN_FILES = ("config.json", "checkpoint.pt", "model.pt", "metrics.json", "metrics.md",
-             "history.jsonl", "tensorboard")
+RUN_FILES = ("config.json", "config.yaml", "checkpoint.pt", "model.pt", "metrics.json",
+             "metrics.md", "history.jsonl", "tensorboard", "wandb")
 LOCK_FILE = ".lock"
 
 

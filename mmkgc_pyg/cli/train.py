@@ -13,7 +13,9 @@ import torch
 
 from mmkgc_pyg.cli.common import (add_dataset_arguments, fraction, init_distributed,
                                   load_dataset, name_path_pairs, user_errors_exit_2)
+from mmkgc_pyg.cli.config_file import apply_config_file, resolved_config, write_config_yaml
 from mmkgc_pyg.cli.run_folder import clear_for_new_run, locked, writable_folder
+from mmkgc_pyg.data.kg import KGDataset
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation import NonFiniteModelError, evaluate_splits, metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
@@ -57,17 +59,29 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                      f"else {f.default})")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say what to train: the dataset, a configuration file, one flag per
+    :class:`TrainConfig` field, the test-time modality drop and the device (shared by
+    ``train`` and ``tune``)."""
+    add_dataset_arguments(parser)
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings from a YAML, JSON or TOML file (TrainConfig fields "
+                             "and dataset, features, masks, drop_modality_rate, device; "
+                             "e.g. a run's config.yaml); flags given override it")
+    add_config_arguments(parser)
+    parser.add_argument("--drop-modality-rate", type=fraction, default=None, metavar="P",
+                        help="hide all modalities of a random fraction P of entities at "
+                             "test time (the modality-missing setting; default 0)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mmkgc_pyg.train",
         description="Train and evaluate AdaMF-MAT (multi-modal KG completion). Without "
                     "arguments: the embedded synthetic graph, about a minute on a CPU.")
-    add_dataset_arguments(parser)
-    add_config_arguments(parser)
-    parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
-                        help="hide all modalities of a random fraction P of entities at "
-                             "test time (the modality-missing setting)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_run_arguments(parser)
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default runs/<dataset>)")
     parser.add_argument("--resume", metavar="DIR",
@@ -75,21 +89,54 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{RESUMABLE_FLAGS} may be given)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier run in --out (default: refuse)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def build_config(args: argparse.Namespace, dataset_name: str) -> TrainConfig:
-    """The dataset's preset overridden by the given flags; a bad value is a user error
-    naming its flag."""
-    values = {**TrainConfig().to_dict(), **preset_for(dataset_name)}
-    values.update({f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                   if getattr(args, f.name) is not None})
+def build_config(args: argparse.Namespace, dataset_name: str,
+                 file_values: Optional[Dict] = None, file: Optional[str] = None) -> TrainConfig:
+    """The dataset's preset overridden by ``file_values`` (read from the ``--config``
+    ``file``), then by the given flags; a bad value is a user error naming its flag, or
+    the file and its key."""
+    flags = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name) is not None}
+    values = {**TrainConfig().to_dict(), **preset_for(dataset_name), **(file_values or {}),
+              **flags}
     try:
         return TrainConfig(**values)
     except ConfigError as exc:
+        if exc.name not in flags:
+            raise UserInputError(f"{file}: {exc}") from None
         raise UserInputError(f"{config_flag(exc.name)} {exc.value}: "
                              f"expected {exc.expected}") from None
+
+
+def load_new_run(args: argparse.Namespace) -> Tuple[KGDataset, TrainConfig]:
+    """The dataset and configuration of a new run from the flags and ``--config``; the
+    run settings that were given nowhere get their defaults in ``args``."""
+    file_values = apply_config_file(args, args.config) if args.config else {}
+    resolve_run_defaults(args)
+    dataset = load_dataset(args)
+    for split in ("train", "valid", "test"):
+        if len(getattr(dataset, split)) == 0:
+            raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
+    config = build_config(args, dataset.name, file_values, args.config)
+    check_run(dataset, config, args)
+    return dataset, config
+
+
+def resolve_run_defaults(args: argparse.Namespace) -> None:
+    """Defaults of the run settings given neither as flags nor in ``--config``."""
+    args.drop_modality_rate = args.drop_modality_rate or 0.0
+    args.device = args.device or "auto"
+
+
+def check_run(dataset: KGDataset, config: TrainConfig, args: argparse.Namespace) -> None:
+    """Settings that are valid alone but not on this dataset."""
+    if config.negatives >= dataset.num_entities:
+        raise UserInputError(f"{config_flag('negatives')} {config.negatives}: expected fewer "
+                             f"negatives than the {dataset.num_entities} entities")
+    if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
+        raise UserInputError("--drop-modality-rate: expected a model with modalities")
 
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
@@ -231,23 +278,16 @@ def main(argv: Optional[List[str]] = None):
     resume_dir = Path(args.resume) if args.resume else None
     if resume_dir is not None:
         run = load_run(resume_dir, args, given, parser)
+        resolve_run_defaults(args)
         dataset = reload_dataset(run["dataset"], resume_dir)
         config, run_id, record = run["config"], run["run_id"], run["dataset"]
         args.drop_modality_rate, argv_used = run["drop_modality_rate"], run["argv"]
+        check_run(dataset, config, args)
         out = resume_dir
     else:
-        dataset = load_dataset(args)
-        for split in ("train", "valid", "test"):
-            if len(getattr(dataset, split)) == 0:
-                raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
-        config = build_config(args, dataset.name)
+        dataset, config = load_new_run(args)
         record, run_id, argv_used = dataset_record(args, dataset), uuid.uuid4().hex, argv
         out = Path(args.out or Path("runs") / dataset.name)
-    if config.negatives >= dataset.num_entities:
-        raise UserInputError(f"{config_flag('negatives')} {config.negatives}: expected fewer "
-                             f"negatives than the {dataset.num_entities} entities")
-    if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
-        raise UserInputError("--drop-modality-rate: expected a model with modalities")
     device, rank = init_distributed(args.device)
     if device.type == "cpu":
         # Multi-threaded CPU kernels may sum in varying order; the seed should fix the run.
@@ -269,6 +309,7 @@ def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record,
     trainer = Trainer(model, dataset, config, out_dir=out if rank == 0 else None,
                       progress=not args.quiet, dataset_info=record)
     trainer.run_id = run_id
+    settings = resolved_config(record, args.drop_modality_rate, args.device, config)
     if resume_dir is not None:
         trainer.resume(out)
         if rank == 0:
@@ -277,8 +318,21 @@ def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record,
         atomic_write_json(out / "config.json", {
             "run_id": run_id, "argv": argv_used, "dataset": record,
             "drop_modality_rate": args.drop_modality_rate, "train": config.to_dict()})
+        write_config_yaml(out / "config.yaml", settings,
+                          f"Run {run_id}: python -m mmkgc_pyg.train --config config.yaml "
+                          "repeats it.")
     if rank == 0:
         print(f"{dataset}\n{model}\ndevice: {device} x {trainer.world_size}", file=sys.stderr)
+    try:  # the trackers' runs end however training ends
+        for tracker in trainer.trackers:
+            tracker.log_config({"run_id": run_id, **settings})
+        return _fit_and_evaluate(args, dataset, config, rank, out, trainer)
+    finally:
+        for tracker in trainer.trackers:
+            tracker.close()
+
+
+def _fit_and_evaluate(args, dataset, config, rank, out, trainer):
     try:
         with stop_on_signals(trainer):
             trainer.fit()
@@ -307,9 +361,14 @@ def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record,
     atomic_write_json(out / "metrics.json", results)
     table = metrics_table({k: results[k] for k in ("valid", "test")})
     atomic_write_text(out / "metrics.md", table)
+    for tracker in trainer.trackers:
+        tracker.log_final(results)
+        for name, kind in (("model.pt", "model"), ("config.yaml", "config"),
+                           ("config.json", "config"), ("metrics.json", "metrics")):
+            tracker.log_artifact(out / name, kind)
     print(table)
     print(f"best epoch {trainer.best_epoch}; wrote {out}/model.pt, config.json, "
-          "metrics.json, metrics.md, history.jsonl")
+          "config.yaml, metrics.json, metrics.md, history.jsonl")
     return results
 
 

@@ -12,6 +12,7 @@ from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
 from mmkgc_pyg.nn.adamf import AdaMF
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
+from mmkgc_pyg.nn.prediction import Prediction, predict_by_name
 from mmkgc_pyg.nn.touched import touched_entities
 
 
@@ -231,6 +232,17 @@ class MMKGCModel(KGEModel):
         joint = self.entity_embeddings()
         return self.scorer.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
                                 *(exclude or (None, None)))
+
+    def predict(self, *, relation: str, head: Optional[str] = None,
+                tail: Optional[str] = None, k: int = 10, known=None,
+                filter: bool = False) -> List[Prediction]:
+        """The ``k`` most plausible answers of ``(head, relation, ?)`` or ``(?, relation,
+        tail)`` by name, best first, as :class:`~mmkgc_pyg.nn.prediction.Prediction`
+        (rank, entity name, id, score, known): see
+        :func:`~mmkgc_pyg.nn.prediction.predict_by_name`. An unknown name raises
+        :class:`~mmkgc_pyg.nn.prediction.UnknownNameError` with close names."""
+        return predict_by_name(self, relation=relation, head=head, tail=tail, k=k,
+                               known=known, filter=filter)
 
     # ---------------------------------------------------------------- PyG's KGEModel API
     def loss(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,

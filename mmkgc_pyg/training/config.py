@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
 MAT_LOSSES = ("reference", "per-positive")
-TRACKERS = ("tensorboard",)
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 class ConfigError(ValueError):

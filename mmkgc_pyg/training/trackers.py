@@ -1,10 +1,17 @@
-"""Where a run's configuration and per-epoch figures go: one small interface, one class
-per destination (PyKEEN's result-tracker shape)."""
+"""Where a run's configuration, per-epoch figures, final metrics and files go: one small
+interface, one class per destination (PyKEEN's result-tracker shape).
+
+The MLflow and Weights & Biases trackers need their optional extras (``[mlflow]``,
+``[wandb]``) and are configured by those tools' own environment variables.
+"""
 import json
+import os
+import time
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.extras import require
 
 
 def flatten(record: Dict, prefix: str = "") -> Dict[str, float]:
@@ -20,15 +27,35 @@ def flatten(record: Dict, prefix: str = "") -> Dict[str, float]:
     return flat
 
 
+def flatten_params(config: Dict, prefix: str = "") -> Dict[str, str]:
+    """``{"features": {"visual": "v.pt"}, "lr": 0.1}`` -> ``{"features/visual": "v.pt",
+    "lr": "0.1"}``: every setting as text, nested keys joined by ``/``."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
 class Tracker:
-    """Receives the run's configuration once, then one record per epoch."""
+    """Receives the run's configuration once, then one record per epoch, then the final
+    metrics and the run's files; :meth:`close` ends the run (unfinished when
+    :meth:`log_final` was not called, e.g. after an interruption)."""
 
     def log_config(self, config: Dict) -> None:
-        pass
+        """``config`` holds every setting of the run (and its ``run_id``)."""
 
     def log_epoch(self, record: Dict) -> None:
         """``record`` has ``epoch``, the training losses and timings, and ``valid``
         metrics on validation epochs."""
+
+    def log_final(self, metrics: Dict) -> None:
+        """The run's final ``metrics`` (as in ``metrics.json``)."""
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        """A file of the run; ``kind`` is ``"model"``, ``"config"`` or ``"metrics"``."""
 
     def close(self) -> None:
         pass
@@ -68,18 +95,156 @@ class TensorBoardTracker(Tracker):
             self.writer.add_scalar(key if "/" in key else f"train/{key}", value, epoch)
         self.writer.flush()
 
+    def log_final(self, metrics: Dict) -> None:
+        for key, value in flatten(metrics, "final/").items():
+            self.writer.add_scalar(key, value, 0)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
 
+class MLflowTracker(Tracker):
+    """One MLflow run: the settings as parameters, each epoch's figures as metrics at
+    step ``epoch``, the final metrics under ``final/``, and the run's files as artifacts
+    (the model under ``model/``).
+
+    The store is MLflow's: ``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's
+    default (``sqlite:///mlflow.db`` in the working folder; artifacts in ``./mlruns``);
+    the experiment is ``experiment``, else ``MLFLOW_EXPERIMENT_NAME``, else
+    ``mmkgc-pyg``. Metric names take ``_at_`` for ``@`` (``valid/hits_at_10``), which
+    MLflow does not allow.
+    """
+
+    def __init__(self, run_name: str, tracking_uri: Optional[str] = None,
+                 experiment: Optional[str] = None):
+        require("mlflow", "mlflow", "--tracker mlflow")
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri)
+        self.run_name = run_name
+        self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "mmkgc-pyg")
+        self.run_id: Optional[str] = None
+        self.finished = False
+
+    def _run(self, tags: Optional[Dict[str, str]] = None) -> str:
+        if self.run_id is None:
+            try:
+                found = self.client.get_experiment_by_name(self.experiment)
+                experiment_id = (found.experiment_id if found is not None
+                                 else self.client.create_experiment(self.experiment))
+                self.run_id = self.client.create_run(experiment_id, tags=tags,
+                                                     run_name=self.run_name).info.run_id
+            except Exception as exc:  # noqa: BLE001 - store errors vary by backend
+                reason = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise UserInputError(f"--tracker mlflow: cannot start a run in "
+                                     f"{self.client.tracking_uri} ({reason})") from None
+        return self.run_id
+
+    def _log_metrics(self, values: Dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key.replace("@", "_at_"), value, now, step)
+                   for key, value in values.items()]
+        run_id = self._run()
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+
+    def log_config(self, config: Dict) -> None:
+        from mlflow.entities import Param
+
+        run_id = self._run({"mmkgc.run_id": str(config.get("run_id"))})
+        params = [Param(k, v) for k, v in flatten_params(config).items()]
+        for start in range(0, len(params), 100):  # MLflow's batch limit
+            self.client.log_batch(run_id, params=params[start:start + 100])
+
+    def log_epoch(self, record: Dict) -> None:
+        self._log_metrics(flatten({k: v for k, v in record.items() if k != "epoch"}),
+                          record["epoch"])
+
+    def log_final(self, metrics: Dict) -> None:
+        self._log_metrics(flatten(metrics, "final/"), 0)
+        self.finished = True
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        self.client.log_artifact(self._run(), str(path),
+                                 artifact_path="model" if kind == "model" else None)
+
+    def close(self) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, "FINISHED" if self.finished else "KILLED")
+
+
+class WandbTracker(Tracker):
+    """One Weights & Biases run: the settings as its config, each epoch's figures at
+    step ``epoch``, the final metrics in its summary under ``final/``, and the run's files
+    as artifacts of their kind.
+
+    Configured by W&B's variables: ``WANDB_MODE=offline`` logs with no account and no
+    network (``wandb sync`` uploads later), ``WANDB_PROJECT`` (default ``mmkgc-pyg``),
+    ``WANDB_DIR`` (default ``dir``, the run's folder: ``DIR/wandb/``).
+    """
+
+    def __init__(self, run_name: str, dir: Path):
+        self.wandb = require("wandb", "wandb", "--tracker wandb")
+        self.run_name, self.dir = run_name, Path(os.environ.get("WANDB_DIR") or dir)
+        self.run: Any = None
+        self.finished = False
+
+    def _run(self, config: Optional[Dict] = None):
+        if self.run is None:
+            wandb = self.wandb
+            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run = wandb.init(
+                    project=os.environ.get("WANDB_PROJECT", "mmkgc-pyg"), name=self.run_name,
+                    dir=str(self.dir), config=config,
+                    settings=wandb.Settings(console="off", silent=True, disable_git=True,
+                                            save_code=False, x_disable_stats=True))
+            except Exception as exc:  # noqa: BLE001 - login, network and setup errors
+                reason = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise UserInputError(f"--tracker wandb: cannot start a W&B run "
+                                     f"({type(exc).__name__}: {reason}); log in with "
+                                     "`wandb login`, or set WANDB_MODE=offline") from None
+        return self.run
+
+    def log_config(self, config: Dict) -> None:
+        self._run(config)
+
+    def log_epoch(self, record: Dict) -> None:
+        self._run().log(flatten({k: v for k, v in record.items() if k != "epoch"}),
+                        step=record["epoch"])
+
+    def log_final(self, metrics: Dict) -> None:
+        self._run().summary.update(flatten(metrics, "final/"))
+        self.finished = True
+
+    def log_artifact(self, path: Path, kind: str = "file") -> None:
+        run = self._run()
+        artifact = self.wandb.Artifact(f"{kind}-{run.id}", type=kind)
+        artifact.add_file(str(path))
+        run.log_artifact(artifact)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=0 if self.finished else 1)
+
+
 def make_trackers(names: Iterable[str], out_dir: Optional[Path]):
-    """The history file and the named trackers of a run writing to ``out_dir``."""
+    """The history file and the named trackers (``tensorboard``, ``mlflow``, ``wandb``)
+    of a run writing to ``out_dir`` (whose name names the run)."""
     if out_dir is None:
         return []
+    out_dir = Path(out_dir)
     trackers = [HistoryTracker(out_dir / "history.jsonl")]
     for name in names:
         if name == "tensorboard":
             trackers.append(TensorBoardTracker(out_dir / "tensorboard"))
+        elif name == "mlflow":
+            trackers.append(MLflowTracker(out_dir.resolve().name))
+        elif name == "wandb":
+            trackers.append(WandbTracker(out_dir.resolve().name, out_dir))
         else:
-            raise ValueError(f"tracker {name!r}: expected tensorboard")
+            raise ValueError(f"tracker {name!r}: expected tensorboard, mlflow or wandb")
     return trackers

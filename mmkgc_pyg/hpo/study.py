@@ -1,0 +1,196 @@
+"""An Optuna study in a folder: SQLite storage that several processes share and that an
+interrupted search resumes, pruning at validation points, and the search's outputs (the
+best configuration, a table of trials, plots).
+
+The study lives in ``DIR/study.db`` under the name :data:`STUDY_NAME`; it records the base
+settings and the search space it was created with, so that a resumed or joined search
+cannot silently mix trials of two different searches.
+"""
+import csv
+import io
+import json
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.extras import require
+from mmkgc_pyg.hpo.space import SearchSpace
+from mmkgc_pyg.io import atomic_write_bytes
+from mmkgc_pyg.training.config import TrainConfig
+
+STUDY_NAME = "mmkgc"
+#: Settings that may differ between the processes of one search (where and how fast a
+#: trial runs, not what it computes).
+LOCAL_SETTINGS = ("device", "eval_batch_size", "checkpoint_every", "trackers")
+#: The Optuna plots written by :func:`write_plots` (``optuna.visualization.matplotlib``).
+PLOTS = ("optimization_history", "intermediate_values", "param_importances",
+         "parallel_coordinate", "slice")
+
+
+def _optuna():
+    return require("optuna", "tune", "python -m mmkgc_pyg.tune")
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
+               startup_trials: int = 5, sampler_seed: int = 0):
+    """The study in ``folder/study.db``, created or resumed.
+
+    A new study records ``base`` (every setting of a trial, as in ``config.yaml``) and
+    ``space``, and its first trial is the base configuration itself when the space
+    contains it. A resumed one must have been created with the same settings (those in
+    :data:`LOCAL_SETTINGS` aside); its trials left running by a process of this machine
+    that died are marked failed. Trials are sampled by TPE (random for the first
+    ``startup_trials``, seeded by ``sampler_seed`` plus the number of trials so far) and
+    pruned by the median rule after ``startup_trials`` finished trials.
+    """
+    optuna = _optuna()
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{Path(folder).resolve() / 'study.db'}",
+        engine_kwargs={"connect_args": {"timeout": 60}})  # wait for other processes' writes
+    try:
+        earlier = len(storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME),
+                                             deepcopy=False))
+    except KeyError:
+        earlier = 0
+    study = optuna.create_study(
+        storage=storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed + earlier,
+                                           n_startup_trials=startup_trials),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials))
+    compared = {k: v for k, v in base.items() if k not in LOCAL_SETTINGS}
+    recorded = study.user_attrs.get("base")
+    if recorded is None:
+        study.set_user_attr("base", compared)
+        study.set_user_attr("space", space.to_dict())
+    else:
+        _check_same(folder, "base settings", recorded, json.loads(json.dumps(compared)))
+        _check_same(folder, "search space", study.user_attrs["space"],
+                    json.loads(json.dumps(space.to_dict())))
+    fail_dead_trials(study, storage)
+    config = TrainConfig.from_dict({k: base[k] for k in TrainConfig.__dataclass_fields__})
+    if not study.trials and space.contains(config):
+        study.enqueue_trial({n: getattr(config, n) for n in space.parameters},
+                            skip_if_exists=True)
+    return study
+
+
+def _check_same(folder: Path, what: str, recorded: Dict, current: Dict) -> None:
+    for key in sorted(set(recorded) | set(current)):
+        if recorded.get(key) != current.get(key):
+            raise UserInputError(
+                f"--study {folder}: holds a search with other {what} ({key}: "
+                f"{recorded.get(key)!r} there, {current.get(key)!r} now); give the same "
+                "settings to resume it, or another --study")
+
+
+def fail_dead_trials(study, storage) -> List[int]:
+    """Marks failed the running trials whose process, on this machine, is gone (killed
+    searches); returns their numbers. ``storage`` is the study's. A trial names its
+    process in its ``process`` user attribute, set first thing when it starts."""
+    optuna = _optuna()
+    host, failed = socket.gethostname(), []
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False,
+                                  states=(optuna.trial.TrialState.RUNNING,)):
+        owner_host, _, pid = str(trial.user_attrs.get("process", "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # this process runs no trial yet: the pid was reused
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pruning_callback(trial) -> Callable[[Dict], None]:
+    """An ``on_epoch`` callback for :meth:`Trainer.fit
+    <mmkgc_pyg.training.Trainer.fit>`: reports each validation's MRR to the ``trial``
+    (step = epoch) and raises ``optuna.TrialPruned`` when the pruner says so."""
+    optuna = _optuna()
+
+    def on_epoch(record: Dict) -> None:
+        if "valid" not in record:
+            return
+        trial.report(record["valid"]["mrr"], record["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
+
+    return on_epoch
+
+
+def finished_trials(study) -> int:
+    """Completed and pruned trials (failed ones do not count toward ``--trials``)."""
+    states = _optuna().trial.TrialState
+    return len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
+
+
+def best_trial(study):
+    """The completed trial of the highest valid MRR, or None."""
+    states = _optuna().trial.TrialState
+    complete = study.get_trials(deepcopy=False, states=(states.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def trials_table(study) -> str:
+    """Every trial as a CSV row: number, state, valid MRR and the epoch of the kept model
+    (completed trials), the last validated epoch (pruned ones), seconds, why it failed,
+    then the searched parameters."""
+    trials = study.get_trials(deepcopy=False)
+    params = list(dict.fromkeys(name for t in trials for name in t.params))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["number", "state", "valid_mrr", "best_epoch", "last_epoch", "seconds",
+                     "failure", *params])
+    for t in trials:
+        seconds = ((t.datetime_complete - t.datetime_start).total_seconds()
+                   if t.datetime_complete and t.datetime_start else None)
+        writer.writerow([t.number, t.state.name, t.value, t.user_attrs.get("best_epoch"),
+                         t.last_step, seconds and round(seconds, 3),
+                         t.user_attrs.get("failure"), *(t.params.get(p) for p in params)])
+    return out.getvalue()
+
+
+def write_plots(study, folder: Path) -> List[str]:
+    """Optuna's matplotlib plots of the study as ``folder/<name>.png`` (see
+    :data:`PLOTS`), when matplotlib is installed (empty axes while the study has too few
+    trials for a plot; one Optuna cannot draw is left out). Returns the names written."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+
+    optuna = _optuna()
+    written = []
+    for name in PLOTS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental-API and few-trials warnings
+            try:
+                axes = getattr(optuna.visualization.matplotlib, f"plot_{name}")(study)
+            except (ValueError, RuntimeError):  # e.g. a degenerate importance fit
+                continue
+        axes = axes.flat[0] if hasattr(axes, "flat") else axes
+        figure = axes.figure
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        atomic_write_bytes(folder / f"{name}.png", buffer.getvalue())
+        written.append(name)
+    return written
