@@ -197,3 +197,11 @@ def test_json_outputs_hold_no_bare_nan_and_follow_the_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "w.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_name_shared_by_two_entities_is_refused_by_name_lookup():
+    from mmkgc_pyg.nn.prediction import AmbiguousNameError, lookup
+    names = ["Paris", "Lyon", "Paris"]
+    assert lookup("Lyon", names, "head", "an entity") == 1
+    with pytest.raises(AmbiguousNameError, match="shared by ids 0, 2"):
+        lookup("Paris", names, "head", "an entity")

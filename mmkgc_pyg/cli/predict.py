@@ -8,7 +8,8 @@ from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, user_errors
 from mmkgc_pyg.cli.run_folder import check_output_file
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.io import atomic_write_json
-from mmkgc_pyg.nn.prediction import UnknownNameError, lookup, predict_by_name
+from mmkgc_pyg.nn.prediction import (AmbiguousNameError, UnknownNameError, lookup,
+                                     predict_by_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,7 @@ def main(argv: Optional[List[str]] = None):
     try:  # names first: a typo is reported before the dataset is loaded
         lookup(getattr(args, argument), model.entity_names, argument, "an entity")
         lookup(args.relation, model.relation_names, "relation", "a relation")
-    except UnknownNameError as exc:
+    except (UnknownNameError, AmbiguousNameError) as exc:
         raise UserInputError(f"--{exc.argument} {exc}") from None
     dataset = dataset_for(args, model)
     rows = [row.to_dict() for row in predict_by_name(

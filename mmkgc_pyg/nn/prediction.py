@@ -35,15 +35,30 @@ class UnknownNameError(KeyError):
         return f"{self.name!r}: expected {self.kind} name of the model, got an unknown one{hint}"
 
 
+class AmbiguousNameError(KeyError):
+    """A name that several entities (or relations) of the model share: which one is meant
+    cannot be told (the dataset warned about it when it was loaded)."""
+
+    def __init__(self, argument: str, name: str, ids: List[int]):
+        super().__init__(argument, name)
+        self.argument, self.name, self.ids = argument, name, ids
+
+    def __str__(self) -> str:
+        return (f"{self.name!r}: expected a name of one {self.argument}, got one shared by "
+                f"ids {', '.join(map(str, self.ids))}")
+
+
 def lookup(name: str, names: Sequence[str], argument: str, kind: str) -> int:
     """The id of ``name`` in ``names``; :class:`UnknownNameError` (with close names) when
-    it is not there. ``argument`` and ``kind`` (``"an entity"``, ``"a relation"``) word
-    the error."""
-    try:
-        return list(names).index(name)
-    except ValueError:
+    it is not there, :class:`AmbiguousNameError` when several share it. ``argument`` and
+    ``kind`` (``"an entity"``, ``"a relation"``) word the error."""
+    ids = [i for i, n in enumerate(names) if n == name]
+    if not ids:
         close = difflib.get_close_matches(name, list(names), n=3)
-        raise UnknownNameError(argument, name, kind, close) from None
+        raise UnknownNameError(argument, name, kind, close)
+    if len(ids) > 1:
+        raise AmbiguousNameError(argument, name, ids)
+    return ids[0]
 
 
 @dataclass
