@@ -78,7 +78,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mmkgc_pyg.train",
+        prog="python -m mmkgc_pyg.train", allow_abbrev=False,  # --resume checks whole flags
         description="Train and evaluate AdaMF-MAT (multi-modal KG completion). Without "
                     "arguments: the embedded synthetic graph, about a minute on a CPU.")
     add_run_arguments(parser)
