@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import sys
 
@@ -10,6 +11,8 @@ from mmkgc_pyg.cli import plot
 from mmkgc_pyg.nn import MMKGCModel
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="the [plot] extra (matplotlib) is not installed")
 
 
 @pytest.fixture
@@ -27,6 +30,7 @@ def run(tmp_path):
     return tmp_path, data
 
 
+@needs_matplotlib
 def test_writes_pngs_and_weight_summary(run, tmp_path_factory):
     folder, data = run
     out = tmp_path_factory.mktemp("plots")

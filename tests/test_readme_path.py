@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from feature_models import minilm_path, save_image, save_tiny_vit
+from feature_models import minilm_path, require_vision, save_image, save_tiny_vit
 from mmkgc_pyg import load_checkpoint
 from mmkgc_pyg.cli import features, predict, train, tune
 from mmkgc_pyg.data import make_synthetic_kg, write_openke
@@ -32,6 +32,9 @@ def readme_commands():
 def mykg(tmp_path, monkeypatch):
     """``mykg/`` as the README describes it: triples, descriptions of some entities,
     images of others (one unreadable)."""
+    minilm_path()  # skips, naming the extra, where the README path's extras are missing
+    require_vision()
+    pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
     graph = make_synthetic_kg(num_entities=120, num_relations=4, num_clusters=6,
                               domain_size=4, num_train=600, num_valid=40, num_test=40)
     graph.entity_names = ["Paris", "France", *(f"Place_{i}" for i in range(2, 120))]

@@ -57,6 +57,11 @@ def test_a_model_with_nan_weights_is_refused_not_ranked_first(trained, tmp_path,
     torch.save(payload, tmp_path / "nan.pt")
     exits_2(capsys, evaluate_cli.main, ["--checkpoint", tmp_path / "nan.pt", "--quiet"],
             expected="NaN or infinite values")
+    model = load_checkpoint(out / "model.pt")
+    exits_2(capsys, predict_cli.main, ["--checkpoint", tmp_path / "nan.pt", "--head",
+                                       model.entity_names[0], "--relation",
+                                       model.relation_names[0]],
+            expected="NaN or infinite values")
 
 
 def test_evaluation_uses_the_models_own_modalities(trained, tmp_path):
@@ -76,8 +81,12 @@ def test_repeated_names_and_triples_are_reported_with_counts(tmp_path):
     kg = tiny_kg()
     names = list(kg.entity_names)
     names[5] = names[4]
+    relations = list(kg.relation_names)
+    relations[1] = relations[0]
     valid = torch.cat([kg.valid, kg.valid[:3], kg.train[:2]])
+    test = torch.cat([kg.test, kg.train[5:9], kg.valid[:1]])
     folder = write_openke(KGDataset(**{**kg.__dict__, "entity_names": names, "valid": valid,
+                                       "relation_names": relations, "test": test,
                                        "train": torch.cat([kg.train, kg.train[:1]])}),
                           tmp_path / "dup", features=False)
     with warnings.catch_warnings(record=True) as caught:
@@ -88,6 +97,9 @@ def test_repeated_names_and_triples_are_reported_with_counts(tmp_path):
     assert any(f"train: 1 of {len(kg.train) + 1} lines repeat" in m for m in messages)
     assert any("valid: 3 of 45 lines repeat" in m for m in messages)
     assert any("valid: 2 of 45 triples are also train triples" in m for m in messages)
+    assert any("1 relation names occur more than once" in m for m in messages)
+    assert any("test: 4 of 45 triples are also train triples" in m for m in messages)
+    assert any("test: 1 of 45 triples are also valid triples" in m for m in messages)
     # Model selection uses each valid triple once, and none that is a training triple.
     used = loaded.evaluation_triples("valid")
     assert len(used) == 40 and len(loaded.evaluation_triples("valid", raw=True)) == 45

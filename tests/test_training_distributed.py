@@ -41,14 +41,33 @@ def test_two_ranks_stay_identical_and_match_one_process(tmp_path):
     assert fixed[0] == fixed[1] == fixed[2]
 
 
+def cli(tool, *args, nproc=2):
+    launcher = (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+                if nproc > 1 else [])
+    result = subprocess.run([sys.executable, *launcher, "-m", f"mmkgc_pyg.{tool}",
+                             *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_torchrun_cli_writes_outputs_from_rank_zero(tmp_path):
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mmkgc_pyg.train", "--out", str(out), "--dim", "8", "--negatives", "4",
-         "--epochs", "2", "--eval-every", "1", "--quiet"],
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = cli("train", "--out", out, "--dim", "8", "--negatives", "4", "--epochs", "2",
+                 "--eval-every", "1", "--quiet")
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 < metrics["test"]["mrr"] <= 1
     assert "x 2" in result.stderr  # both processes joined the group
+
+    # Evaluation split across two processes gives one process's metrics, written once.
+    model = out / "model.pt"
+    result = cli("evaluate", "--checkpoint", model, "--quiet", "--out", tmp_path / "two.json")
+    assert result.stdout.count("wrote ") == 1
+    cli("evaluate", "--checkpoint", model, "--quiet", "--out", tmp_path / "one.json", nproc=1)
+    two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
+    assert two["test"] == one["test"] and two["valid"] == one["valid"]
+    assert two["test"]["mrr"] == pytest.approx(metrics["test"]["mrr"])
+
+    names = torch.load(model, weights_only=True)
+    entity, relation = names["entity_names"][0], names["relation_names"][0]
+    result = cli("predict", "--checkpoint", model, "--head", entity, "--relation", relation)
+    assert result.stdout.count("top 10 tails") == 1  # answered once, by rank 0

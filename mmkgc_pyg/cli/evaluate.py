@@ -1,11 +1,12 @@
-"""``python -m mmkgc_pyg.evaluate``: filtered link prediction of a saved model."""
+"""``python -m mmkgc_pyg.evaluate``: filtered link prediction of a saved model. Under
+``torchrun`` every process ranks its share of the queries and rank 0 writes."""
 import argparse
 from pathlib import Path
 from typing import List, Optional
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
-                                  non_negative_int, resolve_device, user_errors_exit_2)
+                                  init_distributed, non_negative_int, user_errors_exit_2)
 from mmkgc_pyg.evaluation import (FilterIndex, NonFiniteModelError, evaluate_splits,
                                   metrics_table)
 from mmkgc_pyg.cli.run_folder import check_output_file
@@ -40,7 +41,7 @@ def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluate.json"
     check_output_file(out, "--out")
-    device = resolve_device(args.device)
+    device, rank = init_distributed(args.device)
     model = load_checkpoint(args.checkpoint).to(device)
     dataset = dataset_for(args, model)
     filter_index = FilterIndex(dataset.known_triples(), dataset.num_relations).to(device)
@@ -49,9 +50,11 @@ def main(argv: Optional[List[str]] = None):
     try:
         results = evaluate_splits(model, dataset, filter_index, args.batch_size,
                                   args.drop_modality_rate, args.seed, raw_splits=args.raw_splits,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet and rank == 0)
     except NonFiniteModelError as exc:
         raise UserInputError(f"{args.checkpoint}: {exc}") from None
+    if rank != 0:
+        return results
     atomic_write_json(out, results)
     print(metrics_table({split: results[split] for split in ("valid", "test")}))
     print(f"wrote {out}")

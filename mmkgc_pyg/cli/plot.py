@@ -120,8 +120,8 @@ def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     run = Path(args.run)
     out = Path(args.out) if args.out else run
-    new_figure()  # fail fast without matplotlib, before reading anything
     records = read_history(run / "history.jsonl")
+    new_figure()  # fail fast without matplotlib, before loading the model
     groups = modality_weight_groups(load_checkpoint(run / "model.pt"))
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "training_curves.png", out / "modality_weights.png",

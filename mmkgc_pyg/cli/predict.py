@@ -1,5 +1,6 @@
 """``python -m mmkgc_pyg.predict``: the most plausible answers of one query, by name."""
 import argparse
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -7,6 +8,7 @@ from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, user_errors_exit_2
 from mmkgc_pyg.cli.run_folder import check_output_file
 from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.evaluation import NonFiniteModelError
 from mmkgc_pyg.io import atomic_write_json
 from mmkgc_pyg.nn.prediction import (AmbiguousNameError, UnknownNameError, lookup,
                                      predict_by_name)
@@ -44,6 +46,8 @@ def format_table(rows: List[Dict]) -> str:
 @user_errors_exit_2
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # under torchrun: one query is one pass over the entities, on rank 0
     if args.k < 1:
         raise UserInputError(f"--k {args.k}: expected a positive integer")
     if args.out:
@@ -56,9 +60,12 @@ def main(argv: Optional[List[str]] = None):
     except (UnknownNameError, AmbiguousNameError) as exc:
         raise UserInputError(f"--{exc.argument} {exc}") from None
     dataset = dataset_for(args, model)
-    rows = [row.to_dict() for row in predict_by_name(
-        model, head=args.head, relation=args.relation, tail=args.tail, k=args.k,
-        known=dataset.train, filter=args.filter)]
+    try:
+        rows = [row.to_dict() for row in predict_by_name(
+            model, head=args.head, relation=args.relation, tail=args.tail, k=args.k,
+            known=dataset.train, filter=args.filter)]
+    except NonFiniteModelError as exc:
+        raise UserInputError(f"{args.checkpoint}: {exc}") from None
 
     query = {"head": args.head or "?", "relation": args.relation, "tail": args.tail or "?"}
     print(f"({query['head']}, {query['relation']}, {query['tail']}): top {len(rows)} "

@@ -136,7 +136,7 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
                                               leave=False)]
         ranks = Ranks.cat(parts) if parts else Ranks(target.new_zeros(0), target.new_zeros(0))
     else:
-        budget = SCORE_BUDGET if not batch_size else batch_size * joint.size(0)
+        budget = min(SCORE_BUDGET, batch_size * joint.size(0)) if batch_size else SCORE_BUDGET
         ranks = stream_ranks(scorer.score_all, scorer.match, vectors[start:stop],
                              distinct_rows(joint), target, ptr, idx, budget, progress)
     return _gather(ranks, queries, world) if world > 1 else ranks

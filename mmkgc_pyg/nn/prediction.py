@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.evaluation.filtering import FilterIndex
+from mmkgc_pyg.evaluation.link_prediction import NonFiniteModelError
 
 
 class UnknownNameError(KeyError):
@@ -100,6 +101,8 @@ def predict_by_name(model, *, relation: str, head: Optional[str] = None,
 
     Raises:
         UnknownNameError: a name that is not the model's (with close names).
+        NonFiniteModelError: the model's parameters hold NaN or infinity (NaN scores
+            would be left out or come first, silently).
         ValueError: neither or both of ``head`` and ``tail``, ``k < 1``, a model without
             names, or ``filter`` without ``known``.
     """
@@ -112,6 +115,9 @@ def predict_by_name(model, *, relation: str, head: Optional[str] = None,
     if model.entity_names is None or model.relation_names is None:
         raise ValueError("predict: the model has no entity_names/relation_names (set "
                          "them, or load a trained model with mmkgc_pyg.load_checkpoint)")
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteModelError("the model's parameters hold NaN or infinite values: its "
+                                  "answers would be meaningless")
     side, argument, given = ("tail", "head", head) if head is not None else ("head", "tail", tail)
     device = model.node_emb.weight.device
     entity = torch.tensor([lookup(given, model.entity_names, argument, "an entity")],
