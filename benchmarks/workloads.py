@@ -252,7 +252,19 @@ def time_steps(trainer: Trainer, steps: int, warmup: int = 3) -> float:
     return median(time_calls(lambda: trainer.step(batch), trainer.device, steps))
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (CPU), from /proc."""
+def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+
+
+def reset_peak_resident() -> int:
+    """Starts a new peak-resident-memory window (Linux: ``clear_refs`` 5) and returns the
+    resident memory now, the window's base."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_bytes("VmRSS")
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident memory since :func:`reset_peak_resident` (CPU)."""
+    return _status_bytes("VmHWM")

@@ -140,5 +140,8 @@ def test_filtered_test_gives_the_filtered_metrics(model):
 
 def test_compiles_with_torch_compile(model):
     head, rel, tail = torch.tensor([0, 4, 9]), torch.tensor([1, 0, 3]), torch.tensor([2, 2, 5])
+    # aot_eager: the whole graph traced through AOTAutograd (custom ops by their fake
+    # tensors) without inductor's C++ build, which needs a compiler a fresh machine may
+    # lack; inductor itself is tested on CUDA (test_training_cuda.py).
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(head, rel, tail), model(head, rel, tail))

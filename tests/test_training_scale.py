@@ -50,6 +50,23 @@ def test_a_few_touched_entities_give_the_all_entity_result():
         torch.testing.assert_close(grads[name], p.grad, msg=name)
 
 
+def test_a_batch_naming_every_entity_fuses_all_entities_with_the_same_scores():
+    """At least as many ids as entities (DB15K at the paper's batch): the dense model
+    embeds all entities at once, as before touched entities existed; a sparse model
+    (always the touched path) gives the same scores."""
+    scores, whole = [], []
+    for sparse in (False, True):
+        data, model = model_pair(sparse)
+        candidates = torch.randint(200, (6, 40), generator=torch.Generator().manual_seed(2))
+        embed = model.entity_embeddings
+        model.entity_embeddings = lambda *a, embed=embed, **k: (whole.append(not a)
+                                                                or embed(*a, **k))
+        scores.append(model.candidate_scores(*data.train[:6].unbind(1), candidates,
+                                             torch.tensor([True, False] * 3)))
+    assert whole == [True, False]  # 252 ids >= 200 entities: all of them, for dense only
+    torch.testing.assert_close(scores[0], scores[1])
+
+
 def test_sparse_models_give_sparse_gradients_of_touched_rows():
     data, model = model_pair(sparse=True)
     head, rel, tail = data.train[:6].unbind(1)
@@ -91,3 +108,20 @@ def test_feature_tables_stored_in_bfloat16():
     assert joint.dtype == torch.float32 and torch.isfinite(joint).all()
     with pytest.raises(ValueError, match="feature_dtype"):
         MMKGCModel(50, 4, 4, features=data.features, feature_dtype=torch.int8)
+
+
+@pytest.mark.parametrize("budget", [1, 37, 1 << 24])
+def test_chunked_all_entity_fusion_equals_one_pass(monkeypatch, budget):
+    """Inference fuses the entities a block at a time (bounded memory): the same joint
+    embeddings and weights as one pass, hidden modalities included."""
+    data, model = model_pair()
+    hidden = model.fusion_mask.clone()
+    hidden[::3, 1:] = False
+    monkeypatch.setattr("mmkgc_pyg.nn.model.SCORE_BUDGET", budget)
+    for mask in (None, hidden):
+        with torch.no_grad():
+            whole = model.entity_embeddings(fusion_mask=mask, return_attention_weights=True)
+            chunks = model.entity_embeddings(fusion_mask=mask, return_attention_weights=True,
+                                             chunked=True)
+        for a, b in zip(whole, chunks):
+            torch.testing.assert_close(a, b)

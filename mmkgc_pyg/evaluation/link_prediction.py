@@ -114,7 +114,7 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
     Raises:
         NonFiniteModelError: the embeddings or queries are not all finite.
     """
-    joint = model.entity_embeddings(fusion_mask=fusion_mask)
+    joint = model.entity_embeddings(fusion_mask=fusion_mask, chunked=True)
     vectors = queries.vectors(model, joint)
     if not (torch.isfinite(joint).all() & torch.isfinite(vectors).all()):
         raise NonFiniteModelError("the model's entity embeddings or relation queries hold NaN "

@@ -85,9 +85,9 @@ def _check_same(folder: Path, what: str, recorded: Dict, current: Dict) -> None:
     for key in sorted(set(recorded) | set(current)):
         if recorded.get(key) != current.get(key):
             raise UserInputError(
-                f"--study {folder}: holds a search with other {what} ({key}: "
+                f"{folder}: holds a search with other {what} ({key}: "
                 f"{recorded.get(key)!r} there, {current.get(key)!r} now); give the same "
-                "settings to resume it, or another --study")
+                "settings to resume it, or another study folder")
 
 
 def fail_dead_trials(study, storage) -> List[int]:

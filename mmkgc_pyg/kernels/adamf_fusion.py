@@ -29,7 +29,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.kernels.utils import HAS_TRITON, tl, triton, use_triton
+from mmkgc_pyg.kernels.utils import (FUSION_SUM_BLOCKS, HAS_TRITON, fusion_blocks,
+                                     max_programs, tl, triton, use_triton)
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -105,7 +106,7 @@ def _fusion_op(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> Tuple[Tens
     joint = embs.new_empty(n, d)
     weights = embs.new_empty(n, m, dtype=torch.float32)
     if n > 0:
-        block_n, block_d, warps = _blocks(m, d)
+        block_n, block_d, warps = fusion_blocks(_m_pad(m), d)
         # uint8 has the bytes of torch.bool and loads in every Triton version.
         mask_u8 = weights if mask is None else mask.contiguous().view(torch.uint8)
         _fwd_kernel[(triton.cdiv(n, block_n), )](
@@ -130,9 +131,9 @@ def _fusion_backward_op(embs: Tensor, attn: Tensor, weights: Tensor,
     if n == 0 or (grad_joint is None and grad_weights is None):
         return torch.zeros_like(embs), grad_attn
     grad_embs = torch.empty_like(embs)
-    block_n, block_d, warps = _blocks(m, d)
+    block_n, block_d, warps = fusion_blocks(_m_pad(m), d)
     num_blocks = triton.cdiv(n, block_n)
-    programs = min(num_blocks, _max_programs(embs.device))
+    programs = min(num_blocks, max_programs(embs.device))
     partials = embs.new_empty(programs, d, dtype=torch.float32)
     # A missing upstream gradient is never read (HAS_G / HAS_GW): any pointer will do.
     g = weights if grad_joint is None else grad_joint.contiguous()
@@ -141,8 +142,8 @@ def _fusion_backward_op(embs: Tensor, attn: Tensor, weights: Tensor,
         embs, attn.contiguous(), weights, g, gw, grad_embs, partials, n, num_blocks, D=d, M=m,
         M_PAD=_m_pad(m), HAS_G=grad_joint is not None, HAS_GW=grad_weights is not None,
         BLOCK_N=block_n, BLOCK_D=block_d, num_warps=warps)
-    _sum_rows_kernel[(triton.cdiv(d, _SUM_BLOCK_D), )](
-        partials, grad_attn, programs, d, BLOCK_P=_SUM_BLOCK_P, BLOCK_D=_SUM_BLOCK_D)
+    _sum_rows_kernel[(triton.cdiv(d, FUSION_SUM_BLOCKS["BLOCK_D"]), )](
+        partials, grad_attn, programs, d, **FUSION_SUM_BLOCKS)
     return grad_embs, grad_attn
 
 
@@ -166,27 +167,8 @@ def _backward(ctx, grad_joint: Optional[Tensor], grad_weights: Optional[Tensor])
 _fusion_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-_SUM_BLOCK_P, _SUM_BLOCK_D = 32, 128
-_TILE = 4096  # floats per [BLOCK_N, M_PAD, BLOCK_D] tile: ~32 registers a thread at 4 warps
-
-
 def _m_pad(m: int) -> int:
     return triton.next_power_of_2(m)
-
-
-def _blocks(m: int, d: int) -> Tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_D, num_warps): whole rows of all M modalities in registers."""
-    block_d = max(16, triton.next_power_of_2(d))
-    row = _m_pad(m) * block_d
-    block_n = max(1, min(16, _TILE // row))
-    return block_n, block_d, max(4, min(16, 4 * row // _TILE))
-
-
-def _max_programs(device: torch.device) -> int:
-    """Backward grid bound: a few waves of programs, each reducing its own attn partial."""
-    if device.type == "cuda":
-        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    return 4  # the interpreter: few programs keep the grid-stride loop exercised
 
 
 if HAS_TRITON:

@@ -26,8 +26,10 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.kernels.utils import (HAS_TRITON, INTERPRETED, check_csr, csr_rows, tl, triton,
-                                     use_triton)
+from mmkgc_pyg.kernels.utils import (HAS_TRITON, INTERPRETED, ROTATE_ENTITY_PAD,
+                                     ROTATE_INTERPRETER_TILE, ROTATE_PAIR_BLOCK,
+                                     ROTATE_QUERY_PAD, ROTATE_TILE_CONFIGS, check_csr,
+                                     csr_rows, tl, triton, use_triton)
 
 # The reference broadcasts a chunk of queries against all entities; this bounds the size of
 # each [chunk, N, 2k] temporary (in elements).
@@ -99,7 +101,7 @@ def _scores_op(query: Tensor, entities: Tensor, margin: float) -> Tensor:
     B, N = query.size(0), entities.size(0)
     out = torch.empty(B, N, dtype=torch.float32, device=query.device)
     if B and N:
-        q_cols, e_cols = _columns(query, _QUERY_PAD), _columns(entities, _ENTITY_PAD)
+        q_cols, e_cols = _columns(query, ROTATE_QUERY_PAD), _columns(entities, ROTATE_ENTITY_PAD)
         _launch_tiles(_scores_kernel, _scores_kernel_tuned, B, N, q_cols, e_cols, out,
                       margin, B, N, *_strides(q_cols, e_cols))
     return out
@@ -140,7 +142,7 @@ def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr:
     tied = torch.zeros(B, dtype=torch.int32, device=query.device)
     if B == 0:
         return better, tied
-    q_cols, e_cols = _columns(query, _QUERY_PAD), _columns(entities, _ENTITY_PAD)
+    q_cols, e_cols = _columns(query, ROTATE_QUERY_PAD), _columns(entities, ROTATE_ENTITY_PAD)
     strides = _strides(q_cols, e_cols)
     rows = csr_rows(filter_ptr, filter_idx.numel())
 
@@ -149,9 +151,9 @@ def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr:
     pair_query = torch.cat([torch.arange(B, device=query.device), rows])
     pair_entity = torch.cat([target, filter_idx])
     pair_dist = torch.empty(pair_query.numel(), dtype=torch.float32, device=query.device)
-    _pair_distance_kernel[(triton.cdiv(pair_query.numel(), _PAIR_BLOCK), )](
+    _pair_distance_kernel[(triton.cdiv(pair_query.numel(), ROTATE_PAIR_BLOCK), )](
         q_cols, e_cols, pair_query, pair_entity, pair_dist, pair_query.numel(), *strides,
-        BLOCK_P=_PAIR_BLOCK)
+        BLOCK_P=ROTATE_PAIR_BLOCK)
     target_dist, filtered_dist = pair_dist[:B], pair_dist[B:]
     _launch_tiles(_count_kernel, _count_kernel_tuned, B, N, q_cols, e_cols, target_dist, better,
                   tied, B, N, *strides)
@@ -168,15 +170,6 @@ def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr:
 def _(query, entities, target, filter_ptr, filter_idx):
     B = query.size(0)
     return (query.new_empty(B, dtype=torch.int32), query.new_empty(B, dtype=torch.int32))
-
-
-# Tile shapes: autotuned on a GPU (once per (N, k)); small and fixed in the interpreter,
-# where autotuning would be slow.
-_INTERPRETER_TILE = {"BLOCK_B": 8, "BLOCK_N": 16}
-_PAIR_BLOCK = 32 if INTERPRETED else 128
-# Query columns are padded to a multiple of every BLOCK_B, so query loads need no mask;
-# entity columns to a multiple of 16, so rows stay aligned for vector loads.
-_QUERY_PAD, _ENTITY_PAD = 64, 16
 
 
 def _columns(x: Tensor, multiple: int) -> Tensor:
@@ -199,20 +192,12 @@ def _launch_tiles(kernel, tuned_kernel, B: int, N: int, *args) -> None:
         return triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(N, meta["BLOCK_N"])
 
     if INTERPRETED:
-        kernel[grid](*args, **_INTERPRETER_TILE)
+        kernel[grid](*args, **ROTATE_INTERPRETER_TILE)
     else:
         tuned_kernel[grid](*args)
 
 
 if HAS_TRITON:
-    # Each thread ends up holding all BLOCK_B rows x 4 contiguous columns of its tile (see
-    # _distance): BLOCK_N = 128 * num_warps, and BLOCK_B * 4 accumulators per thread.
-    _TILE_CONFIGS = [
-        triton.Config({"BLOCK_B": block_b, "BLOCK_N": block_n}, num_warps=warps)
-        for block_b, block_n, warps in ((8, 512, 4), (16, 512, 4), (32, 512, 4), (16, 1024, 8),
-                                        (32, 1024, 8))
-    ]
-
     @triton.jit
     def _distance(dist, q_ptr, e_ptr, q_offs, e_offs, e_mask, q_stride, e_stride, q_imag,
                   e_imag, K, OUTER: tl.constexpr):
@@ -292,6 +277,6 @@ if HAS_TRITON:
                          entity, mask, q_stride, e_stride, q_imag, e_imag, K, OUTER=False)
         tl.store(out_ptr + offs, dist, mask=mask)
 
-    _scores_kernel_tuned = triton.autotune(_TILE_CONFIGS, key=["N", "K"])(_scores_kernel)
-    _count_kernel_tuned = triton.autotune(_TILE_CONFIGS, key=["N", "K"],
+    _scores_kernel_tuned = triton.autotune(ROTATE_TILE_CONFIGS, key=["N", "K"])(_scores_kernel)
+    _count_kernel_tuned = triton.autotune(ROTATE_TILE_CONFIGS, key=["N", "K"],
                                           reset_to_zero=["better_ptr", "tied_ptr"])(_count_kernel)

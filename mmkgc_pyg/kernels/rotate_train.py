@@ -21,12 +21,8 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.kernels.rotate import check_complex_embeddings, complex_distance
-from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_triton
+from mmkgc_pyg.kernels.utils import GATHER_BLOCKS, HAS_TRITON, tl, triton, use_triton
 
-# Blocks of BLOCK_C candidates x BLOCK_K complex dims; small in the interpreter so tests cover
-# several blocks of both.
-_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if INTERPRETED else
-           {"BLOCK_C": 16, "BLOCK_K": 64, "num_warps": 4})
 
 
 def _check_index(query: Tensor, index: Tensor) -> None:
@@ -73,8 +69,8 @@ def _gather_op(query: Tensor, entities: Tensor, index: Tensor, margin: float) ->
     (B, C), K = index.shape, query.size(1) // 2
     out = torch.empty(B, C, dtype=torch.float32, device=query.device)
     if out.numel():
-        grid = (B, triton.cdiv(C, _BLOCKS["BLOCK_C"]))
-        _gather_forward_kernel[grid](query, entities, index, out, margin, C, K, **_BLOCKS)
+        grid = (B, triton.cdiv(C, GATHER_BLOCKS["BLOCK_C"]))
+        _gather_forward_kernel[grid](query, entities, index, out, margin, C, K, **GATHER_BLOCKS)
     return out
 
 
@@ -91,9 +87,9 @@ def _gather_backward_op(query: Tensor, entities: Tensor, index: Tensor,
     grad_query = torch.zeros(query.shape, dtype=torch.float32, device=query.device)
     grad_entities = torch.zeros(entities.shape, dtype=torch.float32, device=query.device)
     if grad_out.numel():
-        grid = (B, triton.cdiv(K, _BLOCKS["BLOCK_K"]))
+        grid = (B, triton.cdiv(K, GATHER_BLOCKS["BLOCK_K"]))
         _gather_backward_kernel[grid](query, entities, index, grad_out.float().contiguous(),
-                                      grad_query, grad_entities, C, K, **_BLOCKS)
+                                      grad_query, grad_entities, C, K, **GATHER_BLOCKS)
     return grad_query, grad_entities
 
 

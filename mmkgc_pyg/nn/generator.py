@@ -12,17 +12,18 @@ class ModalityGenerator(torch.nn.Module):
         \qquad \mathbf{z} \sim \mathcal{N}(0, \mathbf{I}_{d_z})
 
     Args:
-        hidden_channels (int): size :math:`D` of structural and projected embeddings.
+        entity_channels (int): size :math:`D` of the real structural and projected
+            entity vectors (twice PyG's ``hidden_channels`` for complex embeddings).
         noise_channels (int): size :math:`d_z` of the noise (64 in the paper).
         generator_channels (int): hidden size of the MLP (512 in the paper).
     """
 
-    def __init__(self, hidden_channels: int, noise_channels: int = 64,
+    def __init__(self, entity_channels: int, noise_channels: int = 64,
                  generator_channels: int = 512):
         super().__init__()
         self.noise_channels = noise_channels
-        self.lin1 = torch.nn.Linear(noise_channels + hidden_channels, generator_channels)
-        self.lin2 = torch.nn.Linear(generator_channels, hidden_channels)
+        self.lin1 = torch.nn.Linear(noise_channels + entity_channels, generator_channels)
+        self.lin2 = torch.nn.Linear(generator_channels, entity_channels)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -22,16 +22,18 @@ class MAT(torch.nn.Module):
 
     Args:
         modalities (List[str]): the model's extra modalities, in its order.
-        hidden_channels (int): size :math:`D` of the model's embeddings.
+        entity_channels (int): size :math:`D` of the model's real entity vectors
+            (``model.scorer.entity_channels``: twice PyG's ``hidden_channels`` for RotatE
+            and ComplEx, whose embeddings are complex).
         noise_channels (int): noise size (64 in the paper).
         generator_channels (int): hidden size of each generator (512 in the paper).
     """
 
-    def __init__(self, modalities: List[str], hidden_channels: int,
+    def __init__(self, modalities: List[str], entity_channels: int,
                  noise_channels: int = 64, generator_channels: int = 512):
         super().__init__()
         self.generators = torch.nn.ModuleDict({
-            name: ModalityGenerator(hidden_channels, noise_channels, generator_channels)
+            name: ModalityGenerator(entity_channels, noise_channels, generator_channels)
             for name in modalities
         })
 

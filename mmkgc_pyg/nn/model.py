@@ -9,6 +9,7 @@ from torch_geometric.nn.kge import KGEModel
 
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
                                   evaluate_link_prediction, link_prediction_ranks)
+from mmkgc_pyg.kernels.utils import SCORE_BUDGET
 from mmkgc_pyg.nn.adamf import AdaMF
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
@@ -135,12 +136,16 @@ class MMKGCModel(KGEModel):
     # ---------------------------------------------------------------- embeddings
     def entity_embeddings(self, index: Optional[Tensor] = None,
                           fusion_mask: Optional[Tensor] = None,
-                          return_attention_weights: bool = False
+                          return_attention_weights: bool = False, chunked: bool = False
                           ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """Joint embeddings ``[n, D]`` of the entities ``index`` (all when None), and
         with ``return_attention_weights`` their modality weights ``[n, 1 + M]``.
         ``fusion_mask`` ``[N, 1 + M]`` overrides the stored availability (e.g. to hide
-        modalities at test time)."""
+        modalities at test time). ``chunked`` (inference only: no autograd) fuses all
+        entities a block at a time, so that only the ``[N, D]`` result grows with the
+        graph, not the ``[N, 1 + M, D]`` stack of projected modalities."""
+        if chunked and index is None and self.adamf is not None:
+            return self._chunked_embeddings(fusion_mask, return_attention_weights)
         struct = self.node_emb.weight if index is None else self.node_emb(index)
         if self.adamf is None:
             weights = struct.new_ones(struct.size(0), 1)
@@ -156,6 +161,23 @@ class MMKGCModel(KGEModel):
         features = {name: x.float() for name, x in features.items()}
         return self.adamf.fuse(self.adamf.project(struct, features), mask,
                                return_attention_weights)
+
+    @torch.no_grad()
+    def _chunked_embeddings(self, fusion_mask: Optional[Tensor],
+                            return_attention_weights: bool):
+        # Blocks of at most SCORE_BUDGET projected values, like the ranking's score blocks.
+        step = max(1, SCORE_BUDGET // (self.node_emb.weight.size(1) * len(self.modality_names)))
+        device = self.node_emb.weight.device
+        joint = weights = None
+        for start in range(0, self.num_nodes, step):
+            stop = min(start + step, self.num_nodes)
+            part, part_weights = self.entity_embeddings(
+                torch.arange(start, stop, device=device), fusion_mask, True)
+            if joint is None:
+                joint = part.new_empty(self.num_nodes, part.size(1))
+                weights = part_weights.new_empty(self.num_nodes, part_weights.size(1))
+            joint[start:stop], weights[start:stop] = part, part_weights
+        return (joint, weights) if return_attention_weights else joint
 
     def touched_embeddings(self, *index: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """Joint embeddings of the entities that the index tensors name, and the index
@@ -220,7 +242,7 @@ class MMKGCModel(KGEModel):
         ``(ptr, idx)`` of entities to skip per query, e.g. the known answers from
         :meth:`~mmkgc_pyg.evaluation.FilterIndex.answers`; skipped entities that still
         fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``."""
-        joint = self.entity_embeddings()
+        joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
         return self.scorer.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
                                 *(exclude or (None, None)))
 
@@ -229,7 +251,7 @@ class MMKGCModel(KGEModel):
                       ) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible heads of each query ``(?, rel, tail)``, as in
         :meth:`predict_tails`."""
-        joint = self.entity_embeddings()
+        joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
         return self.scorer.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
                                 *(exclude or (None, None)))
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.extras import require
+from mmkgc_pyg.extras import MissingExtraError, require
+from mmkgc_pyg.io import atomic_write_text
 
 
 def flatten(record: Dict, prefix: str = "") -> Dict[str, float]:
@@ -51,6 +52,10 @@ class Tracker:
         """``record`` has ``epoch``, the training losses and timings, and ``valid``
         metrics on validation epochs."""
 
+    def resume(self, epoch: int) -> None:
+        """The run continues from a checkpoint after ``epoch``: the epochs after it that
+        a killed run logged are about to be logged again."""
+
     def log_final(self, metrics: Dict) -> None:
         """The run's final ``metrics`` (as in ``metrics.json``)."""
 
@@ -74,6 +79,19 @@ class HistoryTracker(Tracker):
         except OSError as exc:
             raise UserInputError(f"{self.path}: cannot write ({exc.strerror})") from None
 
+    def resume(self, epoch: int) -> None:
+        """Drops the lines of epochs after ``epoch`` (they will be redone)."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line)["epoch"] <= epoch:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                break  # a line cut short by the kill: everything after it is redone
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
 
 class TensorBoardTracker(Tracker):
     """Scalars for TensorBoard in ``log_dir`` (the optional ``tensorboard`` package)."""
@@ -82,8 +100,8 @@ class TensorBoardTracker(Tracker):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UserInputError("--tracker tensorboard: expected the tensorboard package "
-                                 "(pip install tensorboard)") from None
+            raise MissingExtraError('the TensorBoard tracker needs the [tensorboard] '
+                                    'extra: pip install "mmkgc-pyg[tensorboard]"') from None
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log_config(self, config: Dict) -> None:
@@ -118,7 +136,7 @@ class MLflowTracker(Tracker):
 
     def __init__(self, run_name: str, tracking_uri: Optional[str] = None,
                  experiment: Optional[str] = None):
-        require("mlflow", "mlflow", "--tracker mlflow")
+        require("mlflow", "mlflow", "the MLflow tracker")
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri)
@@ -137,7 +155,7 @@ class MLflowTracker(Tracker):
                                                      run_name=self.run_name).info.run_id
             except Exception as exc:  # noqa: BLE001 - store errors vary by backend
                 reason = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise UserInputError(f"--tracker mlflow: cannot start a run in "
+                raise UserInputError(f"MLflow tracker: cannot start a run in "
                                      f"{self.client.tracking_uri} ({reason})") from None
         return self.run_id
 
@@ -187,7 +205,7 @@ class WandbTracker(Tracker):
     """
 
     def __init__(self, run_name: str, dir: Path):
-        self.wandb = require("wandb", "wandb", "--tracker wandb")
+        self.wandb = require("wandb", "wandb", "the W&B tracker")
         self.run_name, self.dir = run_name, Path(os.environ.get("WANDB_DIR") or dir)
         self.run: Any = None
         self.finished = False
@@ -204,7 +222,7 @@ class WandbTracker(Tracker):
                                             save_code=False, x_disable_stats=True))
             except Exception as exc:  # noqa: BLE001 - login, network and setup errors
                 reason = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise UserInputError(f"--tracker wandb: cannot start a W&B run "
+                raise UserInputError(f"W&B tracker: cannot start a run "
                                      f"({type(exc).__name__}: {reason}); log in with "
                                      "`wandb login`, or set WANDB_MODE=offline") from None
         return self.run

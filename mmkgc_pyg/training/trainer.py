@@ -1,6 +1,5 @@
 """The training loop of AdaMF-MAT: sample, update the model, update MAT's generators,
 validate, stop early, checkpoint."""
-import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from mmkgc_pyg.checkpoint import save_checkpoint
 from mmkgc_pyg.data.kg import KGDataset
 from mmkgc_pyg.errors import UserInputError
 from mmkgc_pyg.evaluation import FilterIndex, LinkPredictionQueries, evaluate_link_prediction
-from mmkgc_pyg.io import atomic_torch_save, atomic_write_text
+from mmkgc_pyg.io import atomic_torch_save
 from mmkgc_pyg.nn.mat import MAT
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig
@@ -65,9 +64,10 @@ class Trainer:
     :math:`\mu` times MAT's term), then MAT's generators with
     :class:`~mmkgc_pyg.training.objective.GeneratorLoss` (only for :math:`\mu > 0`: at
     :math:`\mu = 0` they cannot affect the model, so their update is skipped and the run is
-    the same as one that trains them). A step projects and fuses every entity once: with
-    1024 x 129 candidates per step on a graph of ~10^4 entities every entity is touched
-    anyway, and shapes stay static.
+    the same as one that trains them). A step projects and fuses only the entities it
+    touches (:func:`~mmkgc_pyg.nn.touched.touched_entities`, a buffer of static size), so
+    its cost does not grow with the graph; when a step names at least as many ids as
+    there are entities (DB15K at the paper's batch) it fuses every entity once instead.
 
     No host synchronisation happens inside an epoch: losses are accumulated on the
     device and read once per epoch. On one GPU every full batch after a few warm-up
@@ -294,7 +294,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"non-finite loss at epoch {self.epoch}, step {first_bad_step.item() + 1} "
                 f"of {len(batches)}; last good checkpoint left unchanged "
-                "(try a lower --lr or --lr-g)")
+                "(try a lower lr or lr_g)")
         seconds = progress["seconds"] + time.perf_counter() - start
         return {"epoch": self.epoch, "loss": loss_sum.item() / len(batches),
                 "generator_loss": (generator_loss_sum.item() / len(batches)
@@ -428,8 +428,8 @@ class Trainer:
 
     def resume(self, run_dir: Path):
         """Continues from ``run_dir/checkpoint.pt`` (which must carry :attr:`run_id`);
-        the epochs logged after it (by a run that was killed) are dropped from
-        ``history.jsonl`` since they will be redone."""
+        the trackers drop the epochs logged after it (by a run that was killed), since
+        they will be redone."""
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.pt"
         try:
@@ -452,13 +452,5 @@ class Trainer:
         # model.pt may hold a best model of an epoch after the checkpoint: redo it too.
         if self.best_state is not None:
             self.save_best_model(run_dir / "model.pt")
-        history = run_dir / "history.jsonl"
-        if history.exists():
-            kept = []
-            for line in history.read_text().splitlines():
-                try:
-                    if json.loads(line)["epoch"] <= self.epoch:
-                        kept.append(line)
-                except (ValueError, KeyError, TypeError):
-                    break  # a line cut short by the kill: everything after it is redone
-            atomic_write_text(history, "".join(line + "\n" for line in kept))
+        for tracker in self.trackers:
+            tracker.resume(self.epoch)
