@@ -1,4 +1,8 @@
 """MMKGCModel: PyG's KGEModel contract, scoring paths, the fusion, MAT's fakes."""
+import shutil
+import sysconfig
+from pathlib import Path
+
 import pytest
 import torch
 from torch_geometric.nn.kge import KGEModel
@@ -138,10 +142,14 @@ def test_filtered_test_gives_the_filtered_metrics(model):
         model.test(h, r, t, filtered=True)
 
 
-def test_compiles_with_torch_compile(model):
+@pytest.mark.parametrize("backend", [
+    "aot_eager",  # the whole graph through AOTAutograd (custom ops by their fake tensors)
+    pytest.param("inductor", marks=pytest.mark.skipif(
+        not any(map(shutil.which, ("g++", "c++", "clang++")))
+        or not Path(sysconfig.get_paths()["include"], "Python.h").exists(),
+        reason="inductor on the CPU builds C++: needs a compiler and Python's headers")),
+])
+def test_compiles_with_torch_compile(model, backend):
     head, rel, tail = torch.tensor([0, 4, 9]), torch.tensor([1, 0, 3]), torch.tensor([2, 2, 5])
-    # aot_eager: the whole graph traced through AOTAutograd (custom ops by their fake
-    # tensors) without inductor's C++ build, which needs a compiler a fresh machine may
-    # lack; inductor itself is tested on CUDA (test_training_cuda.py).
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
     torch.testing.assert_close(compiled(head, rel, tail), model(head, rel, tail))
