@@ -150,3 +150,21 @@ def test_tune_without_its_extra_is_one_line(kg, tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2 and 'pip install "mmkgc-pyg[tune]"' in err
     assert not (tmp_path / "s").exists()
 
+
+
+def test_two_processes_share_one_new_study(kg, tmp_path):
+    """Two searches started at once on a new study folder (creating its tables, recording
+    its settings, enqueuing the base trial: check-then-act steps they take in turn)."""
+    study_dir = tmp_path / "shared"
+    argv = [sys.executable, "-m", "mmkgc_pyg.tune", "--config", str(kg / "base.yaml"),
+            "--search-space", str(kg / "space.yaml"), "--study", str(study_dir),
+            "--trials", "3", "--epochs", "2", "--quiet"]
+    processes = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
+    states = trial_states(storage)
+    assert len(states) >= 3 and set(states.values()) <= {"COMPLETE", "PRUNED"}
+    assert sum(t.params == {"lr": BASE["lr"], "dim": BASE["dim"]} for t in trials(storage)
+               if t.number == 0) == 1  # the base configuration, enqueued once

@@ -82,7 +82,8 @@ def modality_weight_groups(model) -> Dict[str, Dict]:
     """AdaMF's weights grouped by availability pattern (e.g. ``structure+visual``):
     per pattern the entity count, the mean weight and all weights of each modality
     present, largest group first."""
-    weights = model.entity_embeddings(return_attention_weights=True)[1]
+    with torch.no_grad():
+        weights = model.entity_embeddings(return_attention_weights=True, chunked=True)[1]
     names = model.modality_names
     present = (model.fusion_mask if model.adamf is not None
                else torch.ones_like(weights, dtype=torch.bool))

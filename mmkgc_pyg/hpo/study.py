@@ -7,6 +7,7 @@ settings and the search space it was created with, so that a resumed or joined s
 cannot silently mix trials of two different searches.
 """
 import csv
+import fcntl
 import io
 import json
 import os
@@ -50,6 +51,15 @@ def open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
     ``startup_trials``, seeded by ``sampler_seed`` plus the number of trials so far) and
     pruned by the median rule after ``startup_trials`` finished trials.
     """
+    # Creating the tables, recording the settings and enqueuing the base trial are
+    # check-then-act steps: processes that start a search at once take turns.
+    with open(Path(folder) / "study.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _open_study(folder, base, space, startup_trials, sampler_seed)
+
+
+def _open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
+                startup_trials: int, sampler_seed: int):
     optuna = _optuna()
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{Path(folder).resolve() / 'study.db'}",

@@ -157,6 +157,10 @@ class MMKGCModel(KGEModel):
             features = {name: F.embedding(index, x, sparse=self.sparse)
                         for name, x in features.items()}
             mask = mask[index]
+        return self._fuse(struct, features, mask, return_attention_weights)
+
+    def _fuse(self, struct: Tensor, features: Dict[str, Tensor], mask: Tensor,
+              return_attention_weights: bool):
         # Tables stored in bf16/fp16 (to fit) are projected in float32.
         features = {name: x.float() for name, x in features.items()}
         return self.adamf.fuse(self.adamf.project(struct, features), mask,
@@ -165,14 +169,17 @@ class MMKGCModel(KGEModel):
     @torch.no_grad()
     def _chunked_embeddings(self, fusion_mask: Optional[Tensor],
                             return_attention_weights: bool):
-        # Blocks of at most SCORE_BUDGET projected values, like the ranking's score blocks.
+        # Blocks of at most SCORE_BUDGET projected values, like the ranking's score blocks;
+        # row slices of the tables are views, so nothing is copied to feed them.
         step = max(1, SCORE_BUDGET // (self.node_emb.weight.size(1) * len(self.modality_names)))
-        device = self.node_emb.weight.device
+        mask = self.fusion_mask if fusion_mask is None else fusion_mask
         joint = weights = None
         for start in range(0, self.num_nodes, step):
             stop = min(start + step, self.num_nodes)
-            part, part_weights = self.entity_embeddings(
-                torch.arange(start, stop, device=device), fusion_mask, True)
+            rows = slice(start, stop)
+            part, part_weights = self._fuse(
+                self.node_emb.weight[rows], {n: x[rows] for n, x in self.features.items()},
+                mask[rows], True)
             if joint is None:
                 joint = part.new_empty(self.num_nodes, part.size(1))
                 weights = part_weights.new_empty(self.num_nodes, part_weights.size(1))
