@@ -144,7 +144,8 @@ class MMKGCModel(KGEModel):
         modalities at test time). ``chunked`` (inference only: no autograd) fuses all
         entities a block at a time, so that only the ``[N, D]`` result grows with the
         graph, not the ``[N, 1 + M, D]`` stack of projected modalities."""
-        if chunked and index is None and self.adamf is not None:
+        if chunked and index is None and self.adamf is not None \
+                and self.num_nodes > self._fusion_chunk:
             return self._chunked_embeddings(fusion_mask, return_attention_weights)
         struct = self.node_emb.weight if index is None else self.node_emb(index)
         if self.adamf is None:
@@ -166,12 +167,17 @@ class MMKGCModel(KGEModel):
         return self.adamf.fuse(self.adamf.project(struct, features), mask,
                                return_attention_weights)
 
+    @property
+    def _fusion_chunk(self) -> int:
+        """Entities per block of :meth:`_chunked_embeddings`: at most SCORE_BUDGET
+        projected values, like the ranking's score blocks."""
+        return max(1, SCORE_BUDGET // (self.node_emb.weight.size(1) * len(self.modality_names)))
+
     @torch.no_grad()
     def _chunked_embeddings(self, fusion_mask: Optional[Tensor],
                             return_attention_weights: bool):
-        # Blocks of at most SCORE_BUDGET projected values, like the ranking's score blocks;
-        # row slices of the tables are views, so nothing is copied to feed them.
-        step = max(1, SCORE_BUDGET // (self.node_emb.weight.size(1) * len(self.modality_names)))
+        # Row slices of the tables are views: nothing is copied to feed the blocks.
+        step = self._fusion_chunk
         mask = self.fusion_mask if fusion_mask is None else fusion_mask
         joint = weights = None
         for start in range(0, self.num_nodes, step):

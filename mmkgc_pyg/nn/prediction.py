@@ -115,7 +115,7 @@ def predict_by_name(model, *, relation: str, head: Optional[str] = None,
     if model.entity_names is None or model.relation_names is None:
         raise ValueError("predict: the model has no entity_names/relation_names (set "
                          "them, or load a trained model with mmkgc_pyg.load_checkpoint)")
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+    if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
         raise NonFiniteModelError("the model's parameters hold NaN or infinite values: its "
                                   "answers would be meaningless")
     side, argument, given = ("tail", "head", head) if head is not None else ("head", "tail", tail)

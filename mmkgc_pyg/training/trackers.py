@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.extras import MissingExtraError, require
+from mmkgc_pyg.extras import require
 from mmkgc_pyg.io import atomic_write_text
 
 
@@ -97,11 +97,9 @@ class TensorBoardTracker(Tracker):
     """Scalars for TensorBoard in ``log_dir`` (the optional ``tensorboard`` package)."""
 
     def __init__(self, log_dir):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MissingExtraError('the TensorBoard tracker needs the [tensorboard] '
-                                    'extra: pip install "mmkgc-pyg[tensorboard]"') from None
+        require("tensorboard", "tensorboard", "the TensorBoard tracker")
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def log_config(self, config: Dict) -> None:
