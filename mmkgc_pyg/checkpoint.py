@@ -10,7 +10,7 @@ from typing import Dict, Optional
 
 import torch
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import CheckpointError
 from mmkgc_pyg.io import atomic_torch_save
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
@@ -55,25 +55,25 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
     ``dataset`` (the metadata saved with it), and is in eval mode.
 
     Raises:
-        UserInputError: the file is missing, unreadable, from another version of the
+        CheckpointError: the file is missing, unreadable, from another version of the
             library, or inconsistent (one line naming the file and the problem).
     """
     path = Path(path)
     if path.is_dir():
-        raise UserInputError(f"{path}: expected a checkpoint file, got a folder")
+        raise CheckpointError(f"{path}: expected a checkpoint file, got a folder")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise UserInputError(f"{path}: checkpoint not found") from None
+        raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors vary by torch version
-        raise UserInputError(f"{path}: not a readable checkpoint "
-                             f"({exc.__class__.__name__})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint "
+                              f"({exc.__class__.__name__})") from None
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith("mmkgc-pyg/"):
-        raise UserInputError(f"{path}: expected an mmkgc-pyg checkpoint ({FORMAT})")
+        raise CheckpointError(f"{path}: expected an mmkgc-pyg checkpoint ({FORMAT})")
     if fmt != FORMAT:
-        raise UserInputError(f"{path}: written by another version of mmkgc-pyg (format {fmt!r}; "
-                             f"this version reads {FORMAT!r}): retrain, or use that version")
+        raise CheckpointError(f"{path}: written by another version of mmkgc-pyg (format {fmt!r}; "
+                              f"this version reads {FORMAT!r}): retrain, or use that version")
     config, state = _validated(path, payload)
     features = {name: torch.zeros(shape) for name, shape in config.pop("feature_shapes")}
     dtype = getattr(torch, config.pop("feature_dtype"))
@@ -82,8 +82,8 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200]
-        raise UserInputError(f"{path}: weights do not fit the saved configuration "
-                             f"({first})") from None
+        raise CheckpointError(f"{path}: weights do not fit the saved configuration "
+                              f"({first})") from None
     model.entity_names = payload.get("entity_names")
     model.relation_names = payload.get("relation_names")
     model.dataset = payload["dataset"]
@@ -93,7 +93,7 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
 def _validated(path: Path, payload: Dict):
     """The constructor arguments and state dict of a format-2 payload, checked."""
     def bad(what: str):
-        return UserInputError(f"{path}: corrupt checkpoint: {what}")
+        return CheckpointError(f"{path}: corrupt checkpoint: {what}")
 
     for key, kind in (("config", dict), ("state_dict", dict), ("dataset", dict)):
         if not isinstance(payload.get(key), kind):

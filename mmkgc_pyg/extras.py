@@ -7,16 +7,7 @@ without them, and a missing one names the ``pip install`` that brings it.
 import importlib
 from types import ModuleType
 
-from mmkgc_pyg.errors import UserInputError
-
-
-class MissingExtraError(UserInputError, ImportError):
-    """An optional dependency is not installed (or fails to import).
-
-    An :class:`ImportError` for library callers, and a
-    :class:`~mmkgc_pyg.errors.UserInputError` so that command-line tools print its one
-    line and exit with status 2.
-    """
+from mmkgc_pyg.errors import MissingExtraError
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import torch
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import OutputError
 
 
 def _umask() -> int:
@@ -39,7 +39,7 @@ def _atomic(path, write):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot write ({exc.strerror})") from None
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -53,8 +53,8 @@ def _atomic(path, write):
         if cause is None:
             raise
         name = errno.errorcode.get(cause.errno, str(cause.errno))
-        raise UserInputError(f"{path}: cannot write ({cause.strerror or cause}, {name}); "
-                             "nothing was changed") from None
+        raise OutputError(f"{path}: cannot write ({cause.strerror or cause}, {name}); "
+                          "nothing was changed") from None
 
 
 def atomic_torch_save(obj: Any, path) -> None:

@@ -94,7 +94,7 @@ def test_predict_methods_agree_with_all_entity_scores(checkpoint, side):
     (["--tail", "e012", "--relation", "r3x"], "did you mean 'r3'?"),
     (["--head", "e012", "--relation", "r3", "--k", "0"], "--k 0"),
 ])
-def test_user_errors_exit_2(checkpoint, args, message, capsys):
+def test_one_line_errors(checkpoint, args, message, capsys):
     with pytest.raises(SystemExit) as exc:
         run_predict(checkpoint, *args)
     assert exc.value.code == 2
@@ -129,7 +129,7 @@ def test_library_predict_by_name_matches_the_command(checkpoint, dataset, side):
 
 
 def test_library_predict_unknown_names_and_bad_queries(checkpoint):
-    from mmkgc_pyg.nn.prediction import UnknownNameError
+    from mmkgc_pyg.errors import UnknownNameError
     model = load_checkpoint(checkpoint)
     with pytest.raises(UnknownNameError) as exc:
         model.predict(head="e012x", relation="r3")

@@ -10,8 +10,9 @@ import yaml
 
 from mmkgc_pyg.cli import train, tune
 from mmkgc_pyg.data import make_synthetic_kg, write_openke
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.training.config import ConfigError, TrainConfig
+from mmkgc_pyg.errors import InputError
+from mmkgc_pyg.errors import ConfigError
+from mmkgc_pyg.training.config import TrainConfig
 
 optuna = pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
 
@@ -137,7 +138,7 @@ def test_search_space_entries_and_flags(kg, tmp_path, capsys):
     searched = tune.load_space(args, dataset, base)  # flags fix negatives and dim
     assert "negatives" not in searched.parameters and "dim" not in searched.parameters
     args.negatives = None  # the default choices go up to 256 negatives: too many here
-    with pytest.raises(UserInputError, match="the default search space: negatives: 128 does "
+    with pytest.raises(InputError, match="the default search space: negatives: 128 does "
                                              "not fit this run .* or --negatives V"):
         tune.load_space(args, dataset, base)
 

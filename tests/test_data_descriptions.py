@@ -2,7 +2,7 @@ import pytest
 
 from mmkgc_pyg.data.descriptions import entity_texts, read_descriptions
 from mmkgc_pyg.data.entity_names import EntityIndex
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
          "<http://dbpedia.org/resource/Taiwan>",
@@ -38,7 +38,7 @@ def test_keys_are_names_unless_all_are_ids(tmp_path, index):
 def test_bad_lines_name_the_line(tmp_path, index, text, message):
     path = tmp_path / "ids.txt"
     path.write_text(text)
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InputError, match=message):
         read_descriptions(path, index)
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from mmkgc_pyg.data.entity_names import (EntityIndex, entity_key, find_link_files,
                                          readable_name)
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
          "<http://dbpedia.org/resource/AC/DC>",
@@ -84,5 +84,5 @@ def test_conflicting_and_ambiguous_aliases_are_dropped(tmp_path):
 def test_bad_link_line_names_file_and_line(tmp_path):
     links = tmp_path / "ent_links"
     links.write_text("a\tb\nlonely\n")
-    with pytest.raises(UserInputError, match=r"ent_links:2: expected two linked names"):
+    with pytest.raises(InputError, match=r"ent_links:2: expected two linked names"):
         EntityIndex(NAMES, [links])

@@ -7,7 +7,7 @@ import torch
 
 from mmkgc_pyg.data import clean_features, discover_feature_files, load_features
 from mmkgc_pyg.data.features import load_tensor_file
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_zero_and_nan_rows_are_missing(table):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_partial_nan_or_inf_is_an_error(table, bad):
     table[3, 2] = bad
-    with pytest.raises(UserInputError, match=r"f.pt: .*row 3 \(1 such rows\)"):
+    with pytest.raises(InputError, match=r"f.pt: .*row 3 \(1 such rows\)"):
         clean_features(table, "f.pt")
 
 
@@ -63,31 +63,31 @@ def test_a_mask_file_overrides_bad_rows(table):
 def test_bad_tables(tmp_path, value, message):
     path = tmp_path / "bad.pt"
     torch.save(value, path)
-    with pytest.raises(UserInputError, match=message) as info:
+    with pytest.raises(InputError, match=message) as info:
         load_features(path, 7)
     assert str(info.value).startswith(str(path))
 
 
 def test_unreadable_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"\x00not a tensor file")
-    with pytest.raises(UserInputError, match=r"junk.pth: expected a tensor readable by "
+    with pytest.raises(InputError, match=r"junk.pth: expected a tensor readable by "
                                              r"torch.load"):
         load_tensor_file(tmp_path / "junk.pth")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(UserInputError, match=r"junk.npy: expected a tensor readable by "
+    with pytest.raises(InputError, match=r"junk.npy: expected a tensor readable by "
                                              r"numpy.load"):
         load_tensor_file(tmp_path / "junk.npy")
     np.save(tmp_path / "obj.npy", np.array(["a", "b"]))
-    with pytest.raises(UserInputError, match=r"obj.npy: expected a numeric array"):
+    with pytest.raises(InputError, match=r"obj.npy: expected a numeric array"):
         load_tensor_file(tmp_path / "obj.npy")
-    with pytest.raises(UserInputError, match=r"none.pt: expected an existing tensor file"):
+    with pytest.raises(InputError, match=r"none.pt: expected an existing tensor file"):
         load_tensor_file(tmp_path / "none.pt")
 
 
 def test_arbitrary_pickled_objects_are_refused(tmp_path):
     # weights_only=True: a global outside the allow-list is never unpickled.
     torch.save(datetime.date(2024, 1, 1), tmp_path / "evil.pt")
-    with pytest.raises(UserInputError, match=r"evil.pt: expected a tensor readable"):
+    with pytest.raises(InputError, match=r"evil.pt: expected a tensor readable"):
         load_tensor_file(tmp_path / "evil.pt")
 
 

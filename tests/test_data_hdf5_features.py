@@ -11,8 +11,8 @@ from mmkgc_pyg.data import load_openke
 from mmkgc_pyg.data.entity_names import EntityIndex
 from mmkgc_pyg.data.features import load_features
 from mmkgc_pyg.data.hdf5_features import read_hdf5_features
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.extras import MissingExtraError
+from mmkgc_pyg.errors import InputError
+from mmkgc_pyg.errors import MissingExtraError
 
 h5py = pytest.importorskip("h5py", reason="the [hdf5] extra (h5py) is not installed")
 
@@ -76,7 +76,7 @@ def test_image_layout_maps_mids_through_the_link_file_and_drops_padding(dataset)
     assert mask.tolist() == [False, False, False, True]  # padding only counts as missing
 
     without_links = EntityIndex(NAMES)
-    with pytest.raises(UserInputError, match=r"none of its 3 keys .* need a link file"):
+    with pytest.raises(InputError, match=r"none of its 3 keys .* need a link file"):
         read_hdf5_features(path, without_links)
 
 
@@ -99,14 +99,14 @@ def test_feature_flag_reads_hdf5(dataset, capsys):
 def test_inconsistent_keys_are_user_errors(dataset, items, message):
     path = dataset / "bad.h5"
     write_h5(path, items)
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InputError, match=message):
         read_hdf5_features(path, EntityIndex(NAMES))
 
 
 def test_not_hdf5_is_a_user_error(dataset):
     path = dataset / "fake.h5"
     path.write_bytes(b"not an hdf5 file")
-    with pytest.raises(UserInputError, match=r"fake.h5: expected an HDF5 file readable"):
+    with pytest.raises(InputError, match=r"fake.h5: expected an HDF5 file readable"):
         load_features(path, len(NAMES), EntityIndex(NAMES))
 
 

@@ -7,7 +7,7 @@ from feature_models import require_vision, save_image, save_tiny_clip, save_tiny
 from mmkgc_pyg.data.entity_names import EntityIndex
 from mmkgc_pyg.data.image_features import (ImageEncoder, find_entity_images,
                                            image_features)
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
          "<http://dbpedia.org/resource/Taiwan>",
@@ -72,13 +72,13 @@ def test_name_layout_with_link_file_counts_strangers(tmp_path):
 def test_id_out_of_range_is_a_user_error(tmp_path):
     require_vision()
     save_image(tmp_path / "9_0.png", seed=0)
-    with pytest.raises(UserInputError, match=r"9_0.png: expected an entity id in \[0, 5\)"):
+    with pytest.raises(InputError, match=r"9_0.png: expected an entity id in \[0, 5\)"):
         find_entity_images(tmp_path, EntityIndex(NAMES))
 
 
 def test_nothing_readable_is_a_user_error(id_layout, encoder):
     only_broken = [[], [], [], [id_layout / "3" / "broken.jpg"], []]
-    with pytest.raises(UserInputError, match="broken.jpg: expected at least one readable"):
+    with pytest.raises(InputError, match="broken.jpg: expected at least one readable"):
         image_features(only_broken, encoder, progress=False)
 
 

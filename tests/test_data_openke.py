@@ -8,7 +8,7 @@ import torch
 from mmkgc_pyg.data import (CATEGORIES, KGDataset, load_mask_file, load_openke,
                             relation_categories, split_by_category)
 from mmkgc_pyg.data.openke import write_openke
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 
 def small_kg(num_entities=6, num_relations=3, seed=0, categories=True) -> KGDataset:
@@ -191,7 +191,7 @@ BAD_EDITS = [
 def test_bad_line(folder, filename, lineno, text, message):
     path = folder / filename
     edit_line(path, lineno, text)
-    with pytest.raises(UserInputError) as info:
+    with pytest.raises(InputError) as info:
         load_openke(folder)
     msg = str(info.value)
     assert "\n" not in msg and message in msg
@@ -202,7 +202,7 @@ def test_bad_line(folder, filename, lineno, text, message):
 def test_missing_lines_point_past_the_end(folder, filename, expected_line):
     path = folder / filename
     path.write_text("\n".join(path.read_text().split("\n")[:-2]))  # drop the last line
-    with pytest.raises(UserInputError, match=rf"{re.escape(str(path))}:{expected_line}: "):
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:{expected_line}: "):
         load_openke(folder)
 
 
@@ -211,26 +211,26 @@ def test_garbage_bytes_and_bad_utf8(folder):
     data = path.read_bytes().split(b"\n")
     data[2] = b"1 \xff\x00 2"
     path.write_bytes(b"\n".join(data))
-    with pytest.raises(UserInputError, match=rf"{re.escape(str(path))}:3: "):
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:3: "):
         load_openke(folder)
     path = folder / "entity2id.txt"
     data = path.read_bytes().split(b"\n")
     data[4] = b"<caf\xe9>\t3"  # latin-1, not UTF-8
     path.write_bytes(b"\n".join(data))
-    with pytest.raises(UserInputError, match=rf"{re.escape(str(path))}:5: expected UTF-8"):
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:5: expected UTF-8"):
         load_openke(folder)
 
 
 def test_empty_file(folder):
     (folder / "test2id.txt").write_bytes(b"")
-    with pytest.raises(UserInputError, match=r"test2id.txt:1: .*empty file"):
+    with pytest.raises(InputError, match=r"test2id.txt:1: .*empty file"):
         load_openke(folder)
 
 
 @pytest.mark.parametrize("filename", ["entity2id.txt", "train2id.txt", "valid2id.txt"])
 def test_missing_file(folder, filename):
     (folder / filename).unlink()
-    with pytest.raises(UserInputError, match=rf"{re.escape(str(folder / filename))}: "
+    with pytest.raises(InputError, match=rf"{re.escape(str(folder / filename))}: "
                                              r"expected an existing file"):
         load_openke(folder)
 
@@ -238,40 +238,40 @@ def test_missing_file(folder, filename):
 def test_unreadable_file(folder):
     (folder / "test2id.txt").unlink()
     (folder / "test2id.txt").mkdir()
-    with pytest.raises(UserInputError, match="test2id.txt: expected a readable file"):
+    with pytest.raises(InputError, match="test2id.txt: expected a readable file"):
         load_openke(folder)
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(UserInputError, match="expected a dataset folder"):
+    with pytest.raises(InputError, match="expected a dataset folder"):
         load_openke(tmp_path / "nope")
 
 
 def test_partial_category_files(folder):
     (folder / "1-n.txt").unlink()
-    with pytest.raises(UserInputError, match=r"1-n.txt: expected all four category files"):
+    with pytest.raises(InputError, match=r"1-n.txt: expected all four category files"):
         load_openke(folder)
 
 
 def test_bad_feature_file_names_the_file(folder):
     torch.save(torch.zeros(5, 3), folder / "tiny-textual.pth")  # 5 rows, 6 entities
-    with pytest.raises(UserInputError, match=r"tiny-textual.pth: expected 6 rows"):
+    with pytest.raises(InputError, match=r"tiny-textual.pth: expected 6 rows"):
         load_openke(folder)
 
 
 def test_bad_mask_files(folder, tmp_path):
     (tmp_path / "m.txt").write_text("1\n6\n")
-    with pytest.raises(UserInputError, match=r"m.txt:2: expected an entity id in \[0, 6\)"):
+    with pytest.raises(InputError, match=r"m.txt:2: expected an entity id in \[0, 6\)"):
         load_openke(folder, mask_files={"visual": tmp_path / "m.txt"})
     (tmp_path / "m.txt").write_text("1\nfive\n")
-    with pytest.raises(UserInputError, match=r"m.txt:2: expected one entity id"):
+    with pytest.raises(InputError, match=r"m.txt:2: expected one entity id"):
         load_openke(folder, mask_files={"visual": tmp_path / "m.txt"})
-    with pytest.raises(UserInputError, match=r"expected a mask for one of the modalities"):
+    with pytest.raises(InputError, match=r"expected a mask for one of the modalities"):
         load_openke(folder, mask_files={"audio": tmp_path / "m.txt"})
     torch.save(torch.tensor([0, 1, 2, 0, 1, 0]), tmp_path / "m.pt")
-    with pytest.raises(UserInputError, match=r"m.pt: expected a bool or 0/1 mask"):
+    with pytest.raises(InputError, match=r"m.pt: expected a bool or 0/1 mask"):
         load_mask_file(tmp_path / "m.pt", 6)
-    with pytest.raises(UserInputError, match=r"m.pt: expected a mask of shape \[7\]"):
+    with pytest.raises(InputError, match=r"m.pt: expected a mask of shape \[7\]"):
         load_mask_file(tmp_path / "m.pt", 7)
 
 
@@ -287,5 +287,5 @@ def test_feature_files_are_discovered_by_dataset_name(tmp_path):
     assert load_openke(folder).modalities == []  # NAME is the folder name here
     assert load_openke(folder, name="tiny").modalities == ["visual"]
     shutil.copy(folder / "tiny-visual.pth", folder / "tiny-visual.npy")
-    with pytest.raises(UserInputError, match="expected one feature file for modality"):
+    with pytest.raises(InputError, match="expected one feature file for modality"):
         load_openke(folder, name="tiny")

@@ -1,5 +1,5 @@
 """Property tests of the OpenKE reader: valid folders round-trip exactly, malformed
-ones always raise a UserInputError naming the broken file, and arbitrary bytes never
+ones always raise a InputError naming the broken file, and arbitrary bytes never
 raise anything else."""
 import random
 import tempfile
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mmkgc_pyg.data import KGDataset, load_openke, relation_categories, split_by_category
 from mmkgc_pyg.data.openke import CATEGORY_FILES, NAME_FILES, TRIPLE_FILES, write_openke
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 # Any text without line breaks; the "n...x" frame keeps the ends free of whitespace and
 # the last whitespace-separated token non-numeric, so a name never reads as an id.
@@ -151,7 +151,7 @@ def test_malformed_folders_raise_naming_the_file(kg, rng, kind, garbage):
             path = corrupt(folder, kg, rng, kind)
         try:
             load_openke(folder, name="prop")
-        except UserInputError as e:
+        except InputError as e:
             assert str(path) in str(e) and "\n" not in str(e)
         else:
             raise AssertionError(f"{kind} corruption of {path.name} was accepted")
@@ -166,7 +166,7 @@ def test_arbitrary_bytes_raise_only_user_errors(kg, filename, content):
         (folder / filename).write_bytes(content)
         try:
             loaded = load_openke(folder, name="prop")
-        except UserInputError:
+        except InputError:
             return
         # Accepted bytes must have made a consistent graph.
         for triples in (loaded.train, loaded.valid, loaded.test):

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from utils import random_kg
-from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries, NonFiniteModelError,
+from mmkgc_pyg.errors import NonFiniteModelError
+from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
                                   evaluate_link_prediction, link_prediction_ranks,
                                   metrics_table, rank_metrics)
 from mmkgc_pyg.evaluation import Ranks

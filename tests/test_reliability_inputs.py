@@ -12,9 +12,10 @@ from mmkgc_pyg import load_checkpoint
 from mmkgc_pyg.cli import evaluate as evaluate_cli
 from mmkgc_pyg.cli import predict as predict_cli
 from mmkgc_pyg.cli import train as train_cli
-from mmkgc_pyg.data import DataWarning, KGDataset, load_openke, make_synthetic_kg
+from mmkgc_pyg.errors import DataWarning
+from mmkgc_pyg.data import KGDataset, load_openke, make_synthetic_kg
 from mmkgc_pyg.data.openke import write_openke
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_write_json
 
 TINY = ["--dim", "4", "--negatives", "4", "--batch-size", "128", "--eval-every", "1",
@@ -124,7 +125,7 @@ def test_a_category_file_with_non_test_triples_is_an_error(tmp_path):
     h, r, t = map(int, tiny_kg().train[0])
     lines = [str(int(lines[0]) + 1), *lines[1:], f"{h} {t} {r}"]
     (folder / "1-n.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserInputError, match=rf"1-n.txt:{len(lines)}: expected test triples"):
+    with pytest.raises(InputError, match=rf"1-n.txt:{len(lines)}: expected test triples"):
         load_openke(folder)
 
 
@@ -157,7 +158,7 @@ def corrupt(trained, tmp_path, change):
 ])
 def test_a_broken_checkpoint_is_named_before_anything_is_built(trained, tmp_path, change,
                                                                expected):
-    with pytest.raises(UserInputError, match=expected):
+    with pytest.raises(InputError, match=expected):
         load_checkpoint(corrupt(trained, tmp_path, change))
 
 
@@ -212,7 +213,8 @@ def test_json_outputs_hold_no_bare_nan_and_follow_the_umask(tmp_path):
 
 
 def test_a_name_shared_by_two_entities_is_refused_by_name_lookup():
-    from mmkgc_pyg.nn.prediction import AmbiguousNameError, lookup
+    from mmkgc_pyg.errors import AmbiguousNameError
+    from mmkgc_pyg.nn.prediction import lookup
     names = ["Paris", "Lyon", "Paris"]
     assert lookup("Lyon", names, "head", "an entity") == 1
     with pytest.raises(AmbiguousNameError, match="shared by ids 0, 2"):

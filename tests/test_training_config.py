@@ -4,7 +4,8 @@ import math
 import pytest
 
 from mmkgc_pyg.cli.train import build_parser, config_flag
-from mmkgc_pyg.training import ConfigError, TrainConfig, preset_for
+from mmkgc_pyg.errors import ConfigError
+from mmkgc_pyg.training import TrainConfig, preset_for
 from mmkgc_pyg.training.config import PAPER_PRESETS, SYNTHETIC_PRESET
 
 

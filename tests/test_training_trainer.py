@@ -6,7 +6,8 @@ import torch
 
 from utils import random_kg
 from mmkgc_pyg.nn import MMKGCModel, self_adversarial_sigmoid_loss
-from mmkgc_pyg.training import TrainConfig, Trainer, TrainingDiverged
+from mmkgc_pyg.errors import TrainingDiverged
+from mmkgc_pyg.training import TrainConfig, Trainer
 
 
 def make_trainer(tmp_path=None, **overrides):

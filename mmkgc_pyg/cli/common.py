@@ -11,14 +11,20 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from mmkgc_pyg.data.kg import DataWarning
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import (DataWarning, InputError, MMKGCError, NonFiniteModelError,
+                              TrainingDiverged)
 
 
-def user_errors_exit_2(main: Callable) -> Callable:
-    """Runs ``main`` with one-line reports: a user mistake (a file, flag or name) prints
-    ``error: ...`` and exits with status 2, a data warning prints ``warning: ...``, and
-    Ctrl-C exits with status 130 without a traceback."""
+#: Exit status of each error the library raises on purpose and the tools report in one
+#: line (the first matching class wins); any other exception is a bug: its traceback shows.
+EXIT_STATUS = ((InputError, 2), (NonFiniteModelError, 1), (TrainingDiverged, 1))
+
+
+def one_line_errors(main: Callable) -> Callable:
+    """Runs ``main`` with one-line reports: a user mistake (a file, setting or name)
+    prints ``error: ...`` and exits with status 2, a model that cannot be ranked or a run
+    that diverged with status 1 (:data:`EXIT_STATUS`), a data warning prints
+    ``warning: ...``, and Ctrl-C exits with status 130, without a traceback."""
 
     @functools.wraps(main)
     def wrapped(argv: Optional[List[str]] = None):
@@ -27,9 +33,13 @@ def user_errors_exit_2(main: Callable) -> Callable:
             warnings.showwarning = _one_line_warning
             try:
                 return main(argv)
-            except UserInputError as exc:
+            except MMKGCError as exc:
+                status = next((code for kind, code in EXIT_STATUS if isinstance(exc, kind)),
+                              None)
+                if status is None:
+                    raise
                 print(f"error: {exc}", file=sys.stderr)
-                sys.exit(UserInputError.exit_code)
+                sys.exit(status)
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
                 sys.exit(130)
@@ -51,7 +61,7 @@ def name_path_pairs(values: Optional[List[str]], flag: str) -> Dict[str, str]:
     for value in values or []:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise UserInputError(f"{flag} {value!r}: expected MODALITY=PATH")
+            raise InputError(f"{flag} {value!r}: expected MODALITY=PATH")
         pairs[name] = path
     return pairs
 
@@ -78,7 +88,7 @@ def load_dataset(args: argparse.Namespace):
     masks = name_path_pairs(args.mask, "--mask")
     if args.dataset is None:
         if features or masks:
-            raise UserInputError("--feature/--mask: expected --dataset DIR as well")
+            raise InputError("--feature/--mask: expected --dataset DIR as well")
         return make_synthetic_kg()
     return load_openke(args.dataset, features=features, mask_files=masks)
 
@@ -88,17 +98,17 @@ def dataset_for(args, model):
     if args.dataset is None and model.dataset.get("name") != "synthetic":
         args.dataset = model.dataset.get("path")
         if args.dataset is None or not Path(args.dataset).is_dir():
-            raise UserInputError(f"{args.checkpoint}: its dataset folder {args.dataset!r} "
-                                 "is not available; expected --dataset DIR")
+            raise InputError(f"{args.checkpoint}: its dataset folder {args.dataset!r} "
+                             "is not available; expected --dataset DIR")
     dataset = load_dataset(args)
     saved, current = model.dataset.get("fingerprint"), dataset.fingerprint()
     if saved is not None and saved != current:
-        raise UserInputError(
+        raise InputError(
             f"{args.dataset or 'synthetic'}: expected the triples {args.checkpoint} was "
             f"trained on (fingerprint {saved}), got different ones ({current})")
     if (dataset.num_entities, dataset.num_relations) != (model.num_nodes,
                                                          model.num_relations):
-        raise UserInputError(
+        raise InputError(
             f"{args.dataset or 'synthetic'}: expected {model.num_nodes} entities and "
             f"{model.num_relations} relations as in {args.checkpoint}, got "
             f"{dataset.num_entities} and {dataset.num_relations}")
@@ -113,9 +123,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise UserInputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise InputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"--device {name}: CUDA is not available on this machine")
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
     return device
 
 

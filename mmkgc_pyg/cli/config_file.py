@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 import yaml
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_write_text
 from mmkgc_pyg.training.config import TrainConfig
 
@@ -49,16 +49,16 @@ _Loader.add_implicit_resolver(
 
 def read_mapping(path, flag: str = "--config") -> Dict[str, Any]:
     """The top-level mapping of a YAML, JSON or TOML file (by its suffix); a missing or
-    malformed file is a :class:`~mmkgc_pyg.errors.UserInputError` naming it."""
+    malformed file is a :class:`~mmkgc_pyg.errors.InputError` naming it."""
     path = Path(path)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise UserInputError(f"{flag} {path}: expected a .yaml, .yml, .json or .toml file")
+        raise InputError(f"{flag} {path}: expected a .yaml, .yml, .json or .toml file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UserInputError(f"{flag} {path}: cannot read ({reason})") from None
+        raise InputError(f"{flag} {path}: cannot read ({reason})") from None
     try:
         if kind == "YAML":
             values = yaml.load(text, Loader=_Loader)
@@ -70,18 +70,18 @@ def read_mapping(path, flag: str = "--config") -> Dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise UserInputError(f"{path}{where}: expected {kind} ({reason})") from None
+        raise InputError(f"{path}{where}: expected {kind} ({reason})") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise UserInputError(f"{path}: expected a mapping of settings (key: value), got a "
-                             f"{type(values).__name__}")
+        raise InputError(f"{path}: expected a mapping of settings (key: value), got a "
+                         f"{type(values).__name__}")
     return values
 
 
 def _path(value, key: str, path: Path) -> str:
     if not isinstance(value, str) or not value:
-        raise UserInputError(f"{path}: {key}={value!r}: expected a path")
+        raise InputError(f"{path}: {key}={value!r}: expected a path")
     return str((path.parent / value) if not Path(value).is_absolute() else Path(value))
 
 
@@ -97,29 +97,29 @@ def apply_config_file(args, path) -> Dict[str, Any]:
         if key not in fields and key not in RUN_KEYS:
             close = difflib.get_close_matches(str(key), [*fields, *RUN_KEYS], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserInputError(f"{path}: {key!r}: expected a training setting or one of "
-                                 f"{', '.join(RUN_KEYS)}{hint}")
+            raise InputError(f"{path}: {key!r}: expected a training setting or one of "
+                             f"{', '.join(RUN_KEYS)}{hint}")
     if "dataset" in values and args.dataset is None and values["dataset"] is not None:
         args.dataset = _path(values["dataset"], "dataset", path)
     for key, dest in (("features", "feature"), ("masks", "mask")):
         if key in values and getattr(args, dest) is None:
             pairs = values[key] or {}
             if not isinstance(pairs, dict):
-                raise UserInputError(f"{path}: {key}={pairs!r}: expected a mapping "
-                                     "modality: path")
+                raise InputError(f"{path}: {key}={pairs!r}: expected a mapping "
+                                 "modality: path")
             setattr(args, dest, [f"{m}={_path(p, f'{key}.{m}', path)}"
                                  for m, p in pairs.items()])
     rate = values.get("drop_modality_rate")
     if rate is not None and args.drop_modality_rate is None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise UserInputError(f"{path}: drop_modality_rate={rate!r}: expected a number "
-                                 "in [0, 1]")
+            raise InputError(f"{path}: drop_modality_rate={rate!r}: expected a number "
+                             "in [0, 1]")
         args.drop_modality_rate = float(rate)
     device = values.get("device")
     if device is not None and args.device is None:
         if not isinstance(device, str):
-            raise UserInputError(f"{path}: device={device!r}: expected auto, cpu, cuda or "
-                                 "cuda:N")
+            raise InputError(f"{path}: device={device!r}: expected auto, cpu, cuda or "
+                             "cuda:N")
         args.device = device
     return {key: value for key, value in values.items() if key in fields}
 

@@ -6,11 +6,11 @@ from typing import List, Optional
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
-                                  init_distributed, non_negative_int, user_errors_exit_2)
-from mmkgc_pyg.evaluation import (FilterIndex, NonFiniteModelError, evaluate_splits,
+                                  init_distributed, non_negative_int, one_line_errors)
+from mmkgc_pyg.evaluation import (FilterIndex, evaluate_splits,
                                   metrics_table)
 from mmkgc_pyg.cli.run_folder import check_output_file
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError, NonFiniteModelError
 from mmkgc_pyg.io import atomic_write_json
 
 
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "evaluate.json"
@@ -46,13 +46,13 @@ def main(argv: Optional[List[str]] = None):
     dataset = dataset_for(args, model)
     filter_index = FilterIndex(dataset.known_triples(), dataset.num_relations).to(device)
     if args.drop_modality_rate > 0 and model.adamf is None:
-        raise UserInputError("--drop-modality-rate: expected a model with modalities")
+        raise InputError("--drop-modality-rate: expected a model with modalities")
     try:
         results = evaluate_splits(model, dataset, filter_index, args.batch_size,
                                   args.drop_modality_rate, args.seed, raw_splits=args.raw_splits,
                                   progress=not args.quiet and rank == 0)
     except NonFiniteModelError as exc:
-        raise UserInputError(f"{args.checkpoint}: {exc}") from None
+        raise InputError(f"{args.checkpoint}: {exc}") from None
     if rank != 0:
         return results
     atomic_write_json(out, results)

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from mmkgc_pyg.cli.common import positive_int, resolve_device, user_errors_exit_2
+from mmkgc_pyg.cli.common import positive_int, resolve_device, one_line_errors
 from mmkgc_pyg.data.descriptions import entity_texts, read_descriptions
 from mmkgc_pyg.data.entity_names import EntityIndex, find_link_files
 from mmkgc_pyg.data.image_features import (DEFAULT_IMAGE_MODEL, ImageEncoder,
                                            find_entity_images, image_features)
 from mmkgc_pyg.data.openke import read_name_file
 from mmkgc_pyg.data.text_features import DEFAULT_TEXT_MODEL, load_text_model, text_features
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_torch_save
 
 OUTPUT_SUFFIXES = (".pth", ".pt")
@@ -79,19 +79,19 @@ def _outputs(args, modality: str) -> Tuple[Path, Path]:
     mask = Path(args.mask_out) if args.mask_out else out.with_name(f"{out.stem}-mask{out.suffix}")
     for flag, path in (("--out", out), ("--mask-out", mask)):
         if path.suffix not in OUTPUT_SUFFIXES:
-            raise UserInputError(f"{flag} {path}: expected a .pth or .pt file (torch.save)")
+            raise InputError(f"{flag} {path}: expected a .pth or .pt file (torch.save)")
         if path.exists() and not args.overwrite:
-            raise UserInputError(f"{path}: exists; expected a new output file, or "
-                                 "--overwrite to replace it")
+            raise InputError(f"{path}: exists; expected a new output file, or "
+                             "--overwrite to replace it")
     if out.resolve() == mask.resolve():
-        raise UserInputError(f"--mask-out {mask}: expected a file other than --out")
+        raise InputError(f"--mask-out {mask}: expected a file other than --out")
     return out, mask
 
 
 def _entities(folder: str) -> Tuple[List[str], EntityIndex]:
     if not Path(folder).is_dir():
-        raise UserInputError(f"--dataset {folder}: expected a dataset folder, got no such "
-                             "directory")
+        raise InputError(f"--dataset {folder}: expected a dataset folder, got no such "
+                         "directory")
     names = read_name_file(Path(folder) / "entity2id.txt")
     return names, EntityIndex(names, find_link_files(folder))
 
@@ -99,13 +99,13 @@ def _entities(folder: str) -> Tuple[List[str], EntityIndex]:
 def _load_model(load, args):
     try:
         return load(args.model, resolve_device(args.device))
-    except UserInputError:
+    except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean a bad --model
         reason = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UserInputError(f"--model {args.model}: expected a local model folder or a hub "
-                             f"name that can be loaded, got {type(e).__name__}: "
-                             f"{reason}") from None
+        raise InputError(f"--model {args.model}: expected a local model folder or a hub "
+                         f"name that can be loaded, got {type(e).__name__}: "
+                         f"{reason}") from None
 
 
 def build_text(args) -> str:
@@ -118,9 +118,9 @@ def build_text(args) -> str:
               "lines named no entity", file=sys.stderr)
     texts = entity_texts(names, descriptions)
     if all(t is None for t in texts):
-        raise UserInputError(f"{args.dataset}: expected an entity with a description or a "
-                             "readable name, got none (names such as Wikidata ids need "
-                             "--descriptions)")
+        raise InputError(f"{args.dataset}: expected an entity with a description or a "
+                         "readable name, got none (names such as Wikidata ids need "
+                         "--descriptions)")
     model = _load_model(load_text_model, args)
     x, present = text_features(texts, model, args.batch_size)
     atomic_torch_save(x, out)
@@ -138,8 +138,8 @@ def build_images(args) -> str:
     print(f"{args.images}: {found} images of {sum(map(bool, images))} entities; "
           f"{unmatched} entries named no entity", file=sys.stderr)
     if found == 0:
-        raise UserInputError(f"--images {args.images}: expected image files of the "
-                             "dataset's entities, got none")
+        raise InputError(f"--images {args.images}: expected image files of the "
+                         "dataset's entities, got none")
     encoder = _load_model(ImageEncoder, args)
     x, present, unreadable = image_features(images, encoder, args.batch_size)
     if unreadable:
@@ -150,7 +150,7 @@ def build_images(args) -> str:
             f"{len(names)} entities have images")
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     print({"text": build_text, "images": build_images}[args.command](args))

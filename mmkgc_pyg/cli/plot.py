@@ -7,8 +7,8 @@ from typing import Dict, List, Optional
 import torch
 
 from mmkgc_pyg.checkpoint import load_checkpoint
-from mmkgc_pyg.cli.common import user_errors_exit_2
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.cli.common import one_line_errors
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_write_json
 
 
@@ -29,8 +29,8 @@ def new_figure(**kwargs):
     try:
         import matplotlib  # noqa: F401 -- the optional extra
     except ImportError:
-        raise UserInputError("plotting needs matplotlib: expected it installed, e.g. "
-                             "pip install 'mmkgc-pyg[plot]'") from None
+        raise InputError("plotting needs matplotlib: expected it installed, e.g. "
+                         "pip install 'mmkgc-pyg[plot]'") from None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -42,8 +42,8 @@ def new_figure(**kwargs):
 def read_history(path: Path) -> List[Dict]:
     """The per-epoch records of ``history.jsonl``."""
     if not path.is_file():
-        raise UserInputError(f"{path}: not found; expected the history.jsonl written by "
-                             "mmkgc_pyg.train")
+        raise InputError(f"{path}: not found; expected the history.jsonl written by "
+                         "mmkgc_pyg.train")
     records = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -53,11 +53,11 @@ def read_history(path: Path) -> List[Dict]:
         except json.JSONDecodeError:
             record = None
         if not isinstance(record, dict) or not {"epoch", "loss"} <= record.keys():
-            raise UserInputError(f"{path}:{number}: expected a JSON record with epoch and "
-                                 f"loss, got {line[:40]!r}")
+            raise InputError(f"{path}:{number}: expected a JSON record with epoch and "
+                             f"loss, got {line[:40]!r}")
         records.append(record)
     if not records:
-        raise UserInputError(f"{path}: expected one JSON record per epoch, got none")
+        raise InputError(f"{path}: expected one JSON record per epoch, got none")
     return records
 
 
@@ -116,7 +116,7 @@ def plot_modality_weights(groups: Dict[str, Dict], path: Path):
     figure.savefig(path, dpi=100)
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     run = Path(args.run)

@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from mmkgc_pyg.checkpoint import load_checkpoint
-from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, user_errors_exit_2
+from mmkgc_pyg.cli.common import add_dataset_arguments, dataset_for, one_line_errors
 from mmkgc_pyg.cli.run_folder import check_output_file
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation import NonFiniteModelError
+from mmkgc_pyg.errors import (AmbiguousNameError, InputError, NonFiniteModelError,
+                              UnknownNameError)
 from mmkgc_pyg.io import atomic_write_json
-from mmkgc_pyg.nn.prediction import (AmbiguousNameError, UnknownNameError, lookup,
+from mmkgc_pyg.nn.prediction import (lookup,
                                      predict_by_name)
 
 
@@ -43,13 +43,13 @@ def format_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     if int(os.environ.get("RANK", "0")) != 0:
         return None  # under torchrun: one query is one pass over the entities, on rank 0
     if args.k < 1:
-        raise UserInputError(f"--k {args.k}: expected a positive integer")
+        raise InputError(f"--k {args.k}: expected a positive integer")
     if args.out:
         check_output_file(Path(args.out), "--out")
     model = load_checkpoint(args.checkpoint)
@@ -58,14 +58,14 @@ def main(argv: Optional[List[str]] = None):
         lookup(getattr(args, argument), model.entity_names, argument, "an entity")
         lookup(args.relation, model.relation_names, "relation", "a relation")
     except (UnknownNameError, AmbiguousNameError) as exc:
-        raise UserInputError(f"--{exc.argument} {exc}") from None
+        raise InputError(f"--{exc.argument} {exc}") from None
     dataset = dataset_for(args, model)
     try:
         rows = [row.to_dict() for row in predict_by_name(
             model, head=args.head, relation=args.relation, tail=args.tail, k=args.k,
             known=dataset.train, filter=args.filter)]
     except NonFiniteModelError as exc:
-        raise UserInputError(f"{args.checkpoint}: {exc}") from None
+        raise InputError(f"{args.checkpoint}: {exc}") from None
 
     query = {"head": args.head or "?", "relation": args.relation, "tail": args.tail or "?"}
     print(f"({query['head']}, {query['relation']}, {query['tail']}): top {len(rows)} "

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import OutputError
 
 try:  # POSIX: the kernel drops a process's locks when it dies (no stale locks)
     import fcntl
@@ -26,15 +26,15 @@ def writable_folder(path: Path, flag: str) -> None:
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
             where = "is" if parent == path else f"is under {parent}, which is"
-            raise UserInputError(f"{flag} {path}: expected a folder, but it {where} a file")
+            raise OutputError(f"{flag} {path}: expected a folder, but it {where} a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write-test-{os.getpid()}"
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise UserInputError(f"{flag} {path}: expected a writable folder, got "
-                             f"{exc.strerror or exc}") from None
+        raise OutputError(f"{flag} {path}: expected a writable folder, got "
+                          f"{exc.strerror or exc}") from None
 
 
 def clear_for_new_run(path: Path, overwrite: bool = False, flag: str = "--out") -> None:
@@ -42,9 +42,9 @@ def clear_for_new_run(path: Path, overwrite: bool = False, flag: str = "--out") 
     other run's files, unless ``overwrite`` (they are then removed)."""
     earlier = [name for name in RUN_FILES if (path / name).exists()]
     if earlier and not overwrite:
-        raise UserInputError(f"{flag} {path}: holds an earlier run ({', '.join(earlier)}); "
-                             f"add --overwrite to replace it, --resume {path} to continue it, "
-                             f"or choose another {flag}")
+        raise OutputError(f"{flag} {path}: holds an earlier run ({', '.join(earlier)}); "
+                          f"add --overwrite to replace it, --resume {path} to continue it, "
+                          f"or choose another {flag}")
     for name in earlier:
         if (path / name).is_dir():
             shutil.rmtree(path / name)
@@ -55,7 +55,7 @@ def clear_for_new_run(path: Path, overwrite: bool = False, flag: str = "--out") 
 def check_output_file(path: Path, flag: str) -> None:
     """An output file's path must not be a folder and its folder must be writable."""
     if path.is_dir():
-        raise UserInputError(f"{flag} {path}: expected a file path, got a folder")
+        raise OutputError(f"{flag} {path}: expected a file path, got a folder")
     writable_folder(path.parent, flag)
 
 
@@ -76,8 +76,8 @@ def locked(folder: Path) -> Iterator[None]:
                 raise
             handle.seek(0)
             owner = handle.read().strip() or "another process"
-            raise UserInputError(f"{folder}: in use by {owner}; wait for it to finish or "
-                                 f"choose another --out") from None
+            raise OutputError(f"{folder}: in use by {owner}; wait for it to finish or "
+                              f"choose another --out") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")

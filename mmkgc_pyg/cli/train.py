@@ -12,17 +12,18 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from mmkgc_pyg.cli.common import (add_dataset_arguments, fraction, init_distributed,
-                                  load_dataset, name_path_pairs, user_errors_exit_2)
+                                  load_dataset, name_path_pairs, one_line_errors)
 from mmkgc_pyg.cli.config_file import apply_config_file, resolved_config, write_config_yaml
 from mmkgc_pyg.cli.run_folder import clear_for_new_run, locked, writable_folder
 from mmkgc_pyg.data.kg import KGDataset
-from mmkgc_pyg.errors import UserInputError
-from mmkgc_pyg.evaluation import NonFiniteModelError, evaluate_splits, metrics_table
+from mmkgc_pyg.errors import (ConfigError, InputError, NonFiniteModelError, TrainingDiverged,
+                              TrainingInterrupted)
+from mmkgc_pyg.evaluation import evaluate_splits, metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
-from mmkgc_pyg.training.config import ConfigError, TrainConfig, preset_for
-from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from mmkgc_pyg.training.config import TrainConfig, preset_for
+from mmkgc_pyg.training.trainer import Trainer
 
 
 # With --resume, flags that cannot change the run's results (or only extend it).
@@ -105,9 +106,9 @@ def build_config(args: argparse.Namespace, dataset_name: str,
         return TrainConfig(**values)
     except ConfigError as exc:
         if exc.name not in flags:
-            raise UserInputError(f"{file}: {exc}") from None
-        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: "
-                             f"expected {exc.expected}") from None
+            raise InputError(f"{file}: {exc}") from None
+        raise InputError(f"{config_flag(exc.name)} {exc.value}: "
+                         f"expected {exc.expected}") from None
 
 
 def load_new_run(args: argparse.Namespace) -> Tuple[KGDataset, TrainConfig]:
@@ -118,7 +119,7 @@ def load_new_run(args: argparse.Namespace) -> Tuple[KGDataset, TrainConfig]:
     dataset = load_dataset(args)
     for split in ("train", "valid", "test"):
         if len(getattr(dataset, split)) == 0:
-            raise UserInputError(f"{args.dataset}: expected at least one {split} triple")
+            raise InputError(f"{args.dataset}: expected at least one {split} triple")
     config = build_config(args, dataset.name, file_values, args.config)
     check_run(dataset, config, args)
     return dataset, config
@@ -133,10 +134,10 @@ def resolve_run_defaults(args: argparse.Namespace) -> None:
 def check_run(dataset: KGDataset, config: TrainConfig, args: argparse.Namespace) -> None:
     """Settings that are valid alone but not on this dataset."""
     if config.negatives >= dataset.num_entities:
-        raise UserInputError(f"{config_flag('negatives')} {config.negatives}: expected fewer "
-                             f"negatives than the {dataset.num_entities} entities")
+        raise InputError(f"{config_flag('negatives')} {config.negatives}: expected fewer "
+                         f"negatives than the {dataset.num_entities} entities")
     if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
-        raise UserInputError("--drop-modality-rate: expected a model with modalities")
+        raise InputError("--drop-modality-rate: expected a model with modalities")
 
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
@@ -168,8 +169,8 @@ def load_run(run_dir: Path, args: argparse.Namespace, given: set, parser) -> Dic
     """The saved record of the run in ``run_dir``, checked against the flags given with
     ``--resume``: only those that cannot change its results may differ."""
     if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "config.json").is_file():
-        raise UserInputError(f"--resume {run_dir}: expected checkpoint.pt and config.json "
-                             "from a run with --checkpoint-every")
+        raise InputError(f"--resume {run_dir}: expected checkpoint.pt and config.json "
+                         "from a run with --checkpoint-every")
     path = run_dir / "config.json"
     try:
         run = json.loads(path.read_text())
@@ -178,21 +179,21 @@ def load_run(run_dir: Path, args: argparse.Namespace, given: set, parser) -> Dic
         if not isinstance(record, dict) or not isinstance(run_id, str):
             raise TypeError
     except ConfigError as exc:
-        raise UserInputError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise UserInputError(f"{path}: expected the JSON written by mmkgc_pyg.train") from None
+        raise InputError(f"{path}: expected the JSON written by mmkgc_pyg.train") from None
     refused = sorted(given - RESUMABLE)
     if refused:
         flag = next(f for a in parser._actions if a.dest == refused[0] for f in a.option_strings)
-        raise UserInputError(f"{flag}: cannot be given with --resume (the run in {run_dir} "
-                             f"keeps its settings; only {RESUMABLE_FLAGS} may change)")
+        raise InputError(f"{flag}: cannot be given with --resume (the run in {run_dir} "
+                         f"keeps its settings; only {RESUMABLE_FLAGS} may change)")
     fields_given = given & set(TrainConfig.__dataclass_fields__)
     try:
         config = TrainConfig.from_dict({**config.to_dict(),
                                         **{name: getattr(args, name) for name in fields_given}})
     except ConfigError as exc:
-        raise UserInputError(f"{config_flag(exc.name)} {exc.value}: "
-                             f"expected {exc.expected}") from None
+        raise InputError(f"{config_flag(exc.name)} {exc.value}: "
+                         f"expected {exc.expected}") from None
     return {"config": config, "dataset": record, "run_id": run_id, "drop_modality_rate": drop,
             "argv": run.get("argv", [])}
 
@@ -203,12 +204,12 @@ def reload_dataset(record: Dict, run_dir: Path):
                               feature=[f"{m}={p}" for m, p in record.get("features", {}).items()],
                               mask=[f"{m}={p}" for m, p in record.get("masks", {}).items()])
     if args.dataset is not None and not Path(args.dataset).is_dir():
-        raise UserInputError(f"--resume {run_dir}: its dataset folder {args.dataset} is gone")
+        raise InputError(f"--resume {run_dir}: its dataset folder {args.dataset} is gone")
     dataset = load_dataset(args)
     if dataset.fingerprint() != record["fingerprint"]:
-        raise UserInputError(f"--resume {run_dir}: the dataset at {args.dataset or 'synthetic'} "
-                             f"has changed (fingerprint {dataset.fingerprint()}, the run was "
-                             f"trained on {record['fingerprint']})")
+        raise InputError(f"--resume {run_dir}: the dataset at {args.dataset or 'synthetic'} "
+                         f"has changed (fingerprint {dataset.fingerprint()}, the run was "
+                         f"trained on {record['fingerprint']})")
     return dataset
 
 
@@ -245,10 +246,10 @@ def check_fits(dataset, config: TrainConfig, device: torch.device, quiet: bool) 
         print(f"memory: {needed / 2**20:.1f} MiB of parameters, gradients and optimiser "
               f"state ({per_entity:.0f} bytes per entity)", file=sys.stderr)
     if free is not None and needed > free:
-        raise UserInputError(f"--dim {config.dim}: training needs about {needed / 2**30:.1f} GiB "
-                             f"({per_entity:.0f} bytes per entity) but {device} has "
-                             f"{free / 2**30:.1f} GiB free; use a smaller --dim, "
-                             "--freeze-features, or a larger device")
+        raise InputError(f"--dim {config.dim}: training needs about {needed / 2**30:.1f} GiB "
+                         f"({per_entity:.0f} bytes per entity) but {device} has "
+                         f"{free / 2**30:.1f} GiB free; use a smaller --dim, "
+                         "--freeze-features, or a larger device")
 
 
 @contextlib.contextmanager
@@ -269,7 +270,7 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)

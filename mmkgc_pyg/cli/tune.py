@@ -16,15 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.cli.common import non_negative_int, positive_int, resolve_device, \
-    user_errors_exit_2
+    one_line_errors
 from mmkgc_pyg.cli.config_file import read_mapping, resolved_config, write_config_yaml
 from mmkgc_pyg.cli.run_folder import writable_folder
 from mmkgc_pyg.cli.train import (add_run_arguments, build_model, check_run, config_flag,
                                  dataset_record, load_new_run)
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import ConfigError, InputError, TrainingDiverged
 from mmkgc_pyg.extras import require
-from mmkgc_pyg.training.config import ConfigError, TrainConfig
-from mmkgc_pyg.training.trainer import Trainer, TrainingDiverged
+from mmkgc_pyg.training.config import TrainConfig
+from mmkgc_pyg.training.trainer import Trainer
 
 
 def positive_seconds(value: str) -> float:
@@ -78,17 +78,17 @@ def load_space(args, dataset, base: TrainConfig):
         space = SearchSpace.with_overrides(read_mapping(args.search_space, "--search-space")
                                            if args.search_space else None)
     except ConfigError as exc:
-        raise UserInputError(f"{source}: {exc}") from None
+        raise InputError(f"{source}: {exc}") from None
     space = space.without(f.name for f in fields(TrainConfig)
                           if getattr(args, f.name) is not None)
     for name, values in space.extremes().items():
         for value in values:
             try:
                 check_run(dataset, dataclasses.replace(base, **{name: value}), args)
-            except UserInputError as exc:
-                raise UserInputError(f"{source}: {name}: {value!r} does not fit this run "
-                                     f"({exc}); give --search-space FILE or "
-                                     f"{config_flag(name)} V") from None
+            except InputError as exc:
+                raise InputError(f"{source}: {name}: {value!r} does not fit this run "
+                                 f"({exc}); give --search-space FILE or "
+                                 f"{config_flag(name)} V") from None
     return space
 
 
@@ -157,7 +157,7 @@ def write_outputs(study, folder: Path):
     return best
 
 
-@user_errors_exit_2
+@one_line_errors
 def main(argv: Optional[List[str]] = None):
     args = build_parser().parse_args(argv)
     optuna = require("optuna", "tune", "python -m mmkgc_pyg.tune")

@@ -2,7 +2,7 @@ r"""Datasets: the :class:`KGDataset` container, the OpenKE benchmark reader, mod
 feature files (and their builders: entity names, descriptions, text and image encoders,
 MMRNS HDF5 files), the synthetic default graph and PyG :class:`InMemoryDataset`
 classes."""
-from mmkgc_pyg.data.kg import (CATEGORIES, SPLITS, DataWarning, KGDataset, data_findings,
+from mmkgc_pyg.data.kg import (CATEGORIES, SPLITS, KGDataset, data_findings,
                                relation_categories, relation_tph_hpt, split_by_category,
                                triples_from_data)
 from mmkgc_pyg.data.features import clean_features, discover_feature_files, load_features
@@ -16,7 +16,7 @@ from mmkgc_pyg.data.synthetic import SyntheticLatents, make_synthetic_kg
 from mmkgc_pyg.data.datasets import DB15K, MKGW, MKGY
 
 __all__ = [
-    "CATEGORIES", "SPLITS", "KGDataset", "DataWarning", "data_findings",
+    "CATEGORIES", "SPLITS", "KGDataset", "data_findings",
     "relation_categories", "relation_tph_hpt", "split_by_category", "triples_from_data", "clean_features", "discover_feature_files",
     "load_features", "load_mask_file", "load_openke", "write_openke", "make_synthetic_kg",
     "SyntheticLatents", "DB15K", "MKGW", "MKGY", "EntityIndex", "entity_key",

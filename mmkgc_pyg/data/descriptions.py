@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmkgc_pyg.data.entity_names import EntityIndex, readable_name
 from mmkgc_pyg.data.openke import read_lines
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 
 def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], int]:
@@ -38,11 +38,11 @@ def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], int]
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise UserInputError(f"{path}:{lineno}: expected UTF-8 text") from None
+            raise InputError(f"{path}:{lineno}: expected UTF-8 text") from None
         key, tab, text = line.partition("\t")
         if not tab or not key.strip():
-            raise UserInputError(f"{path}:{lineno}: expected `KEY<TAB>TEXT` (an entity id "
-                                 f"or name, a tab, the description), got {line[:80]!r}")
+            raise InputError(f"{path}:{lineno}: expected `KEY<TAB>TEXT` (an entity id "
+                             f"or name, a tab, the description), got {line[:80]!r}")
         rows.append((lineno, key.strip(), text.strip()))
     by_id = all(key.isascii() and key.isdigit() for _, key, _ in rows)
     descriptions: Dict[int, str] = {}
@@ -52,17 +52,17 @@ def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], int]
         if by_id:
             entity = int(key)
             if entity >= entities.num_entities:
-                raise UserInputError(f"{path}:{lineno}: expected an entity id in "
-                                     f"[0, {entities.num_entities}), got {key}")
+                raise InputError(f"{path}:{lineno}: expected an entity id in "
+                                 f"[0, {entities.num_entities}), got {key}")
         else:
             entity = entities.lookup(key)
             if entity is None:
                 unmatched += 1
                 continue
         if entity in first_line:
-            raise UserInputError(f"{path}:{lineno}: expected one description per entity, "
-                                 f"got entity {entity} again (first on line "
-                                 f"{first_line[entity]})")
+            raise InputError(f"{path}:{lineno}: expected one description per entity, "
+                             f"got entity {entity} again (first on line "
+                             f"{first_line[entity]})")
         first_line[entity] = lineno
         if text:
             descriptions[entity] = text

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 
 LINK_FILE_PATTERNS = ("ent_links", "*_SameAsLink.txt")
 _FREEBASE = re.compile(r"/?([mg])[./]([0-9a-z_]+)")
@@ -71,11 +71,11 @@ def read_link_file(path) -> List[Tuple[int, str, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserInputError(f"{path}: expected an existing link file, got no such file") from None
+        raise InputError(f"{path}: expected an existing link file, got no such file") from None
     except UnicodeDecodeError:
-        raise UserInputError(f"{path}: expected a UTF-8 link file, got other bytes") from None
+        raise InputError(f"{path}: expected a UTF-8 link file, got other bytes") from None
     except OSError as e:
-        raise UserInputError(f"{path}: expected a readable link file, got {e.strerror}") from None
+        raise InputError(f"{path}: expected a readable link file, got {e.strerror}") from None
     pairs = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -86,8 +86,8 @@ def read_link_file(path) -> List[Tuple[int, str, str]]:
         if not fields:
             continue
         if len(fields) < 2:
-            raise UserInputError(f"{path}:{lineno}: expected two linked names "
-                                 f"(`KEY<TAB>NAME` or `KEY <p> NAME .`), got {line[:80]!r}")
+            raise InputError(f"{path}:{lineno}: expected two linked names "
+                             f"(`KEY<TAB>NAME` or `KEY <p> NAME .`), got {line[:80]!r}")
         pairs.append((lineno, fields[0], fields[-1]))
     return pairs
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from mmkgc_pyg.data.entity_names import EntityIndex
 from mmkgc_pyg.data.hdf5_features import HDF5_SUFFIXES, read_hdf5_features
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError, InvalidArgumentError
 
 TENSOR_SUFFIXES = (".pth", ".pt", ".npy")
 FEATURE_SUFFIXES = TENSOR_SUFFIXES + HDF5_SUFFIXES
@@ -43,9 +43,9 @@ def load_tensor_file(path) -> Tensor:
     ``.npy`` file, on the CPU, without unpickling arbitrary objects."""
     path = Path(path)
     if path.is_dir():
-        raise UserInputError(f"{path}: expected a tensor file, got a folder")
+        raise InputError(f"{path}: expected a tensor file, got a folder")
     if not path.is_file():
-        raise UserInputError(f"{path}: expected an existing tensor file, got no such file")
+        raise InputError(f"{path}: expected an existing tensor file, got no such file")
     try:
         if path.suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
@@ -54,19 +54,19 @@ def load_tensor_file(path) -> Tensor:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every reader failure is the file's fault
         reason = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[0])[:200]
-        raise UserInputError(f"{path}: expected a tensor readable by "
-                             f"{'numpy.load' if path.suffix == '.npy' else 'torch.load'}, "
-                             f"got {type(e).__name__}: {reason}") from None
+        raise InputError(f"{path}: expected a tensor readable by "
+                         f"{'numpy.load' if path.suffix == '.npy' else 'torch.load'}, "
+                         f"got {type(e).__name__}: {reason}") from None
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biuf":
-            raise UserInputError(f"{path}: expected a numeric array, got dtype {obj.dtype}")
+            raise InputError(f"{path}: expected a numeric array, got dtype {obj.dtype}")
         obj = torch.from_numpy(obj)
     if not isinstance(obj, Tensor):
-        raise UserInputError(f"{path}: expected a tensor or numpy array, got "
-                             f"{type(obj).__name__}")
+        raise InputError(f"{path}: expected a tensor or numpy array, got "
+                         f"{type(obj).__name__}")
     if obj.layout != torch.strided or obj.is_meta:
         kind = "a meta tensor (no data)" if obj.is_meta else f"a {obj.layout} tensor"
-        raise UserInputError(f"{path}: expected a dense tensor with data, got {kind}")
+        raise InputError(f"{path}: expected a dense tensor with data, got {kind}")
     return obj
 
 
@@ -79,27 +79,27 @@ def load_features(path, num_entities: int, entities: Optional[EntityIndex] = Non
     """
     if Path(path).suffix in HDF5_SUFFIXES:
         if entities is None or entities.num_entities != num_entities:
-            raise ValueError(f"{path}: an HDF5 feature file needs the EntityIndex of the "
-                             f"{num_entities} entities")
+            raise InvalidArgumentError(f"{path}: an HDF5 feature file needs the EntityIndex of the "
+                                       f"{num_entities} entities")
         read = read_hdf5_features(path, entities)
         print(read.summary(path), file=sys.stderr)
         x = read.x
     else:
         x = load_tensor_file(path)
     if x.dim() != 2 or x.size(1) == 0:
-        raise UserInputError(f"{path}: expected a 2-D feature tensor [num_entities, d] "
-                             f"with d >= 1, got shape {list(x.shape)}")
+        raise InputError(f"{path}: expected a 2-D feature tensor [num_entities, d] "
+                         f"with d >= 1, got shape {list(x.shape)}")
     if x.size(0) != num_entities:
-        raise UserInputError(f"{path}: expected {num_entities} rows (one per entity), "
-                             f"got {x.size(0)}")
+        raise InputError(f"{path}: expected {num_entities} rows (one per entity), "
+                         f"got {x.size(0)}")
     if not x.is_floating_point():
-        raise UserInputError(f"{path}: expected a floating-point feature tensor, got {x.dtype}")
+        raise InputError(f"{path}: expected a floating-point feature tensor, got {x.dtype}")
     overflow = torch.isfinite(x) & (x.abs() > torch.finfo(torch.float32).max)
     if bool(overflow.any()):
         row = int(overflow.any(dim=1).nonzero()[0])
-        raise UserInputError(f"{path}: expected values within float32's range, got {x.dtype} "
-                             f"values that overflow float32 (row {row}, "
-                             f"{int(overflow.any(dim=1).sum())} such rows)")
+        raise InputError(f"{path}: expected values within float32's range, got {x.dtype} "
+                         f"values that overflow float32 (row {row}, "
+                         f"{int(overflow.any(dim=1).sum())} such rows)")
     return x.to(torch.float32)
 
 
@@ -107,10 +107,10 @@ def presence_from_tensor(t: Tensor, path, num_entities: int) -> Tensor:
     r"""A presence mask ``[N]`` bool from a tensor of bools or 0/1 values
     (``True``/1 = present)."""
     if t.shape != (num_entities,):
-        raise UserInputError(f"{path}: expected a mask of shape [{num_entities}], "
-                             f"got {list(t.shape)}")
+        raise InputError(f"{path}: expected a mask of shape [{num_entities}], "
+                         f"got {list(t.shape)}")
     if t.dtype != torch.bool and not bool(((t == 0) | (t == 1)).all()):
-        raise UserInputError(f"{path}: expected a bool or 0/1 mask, got other values")
+        raise InputError(f"{path}: expected a bool or 0/1 mask, got other values")
     return t != 0
 
 
@@ -133,9 +133,9 @@ def clean_features(x: Tensor, path, present: Optional[Tensor] = None) -> Tuple[T
     bad = mask & ~torch.isfinite(x).all(dim=1)
     if bool(bad.any()):
         row = int(bad.nonzero()[0])
-        raise UserInputError(f"{path}: expected finite values or an all-NaN/all-zero row "
-                             f"for a missing entity, got NaN/inf mixed with numbers in row "
-                             f"{row} ({int(bad.sum())} such rows)")
+        raise InputError(f"{path}: expected finite values or an all-NaN/all-zero row "
+                         f"for a missing entity, got NaN/inf mixed with numbers in row "
+                         f"{row} ({int(bad.sum())} such rows)")
     return torch.where(mask.unsqueeze(1), x, torch.zeros((), dtype=x.dtype)), mask
 
 
@@ -151,7 +151,7 @@ def discover_feature_files(folder, name: str) -> Dict[str, Path]:
             continue
         modality = match.group(1)
         if modality in found:
-            raise UserInputError(f"{path}: expected one feature file for modality "
-                                 f"{modality!r}, got also {found[modality].name}")
+            raise InputError(f"{path}: expected one feature file for modality "
+                             f"{modality!r}, got also {found[modality].name}")
         found[modality] = path
     return dict(sorted(found.items()))

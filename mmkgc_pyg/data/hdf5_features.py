@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.data.entity_names import EntityIndex
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.extras import require
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -47,13 +47,13 @@ def read_hdf5_features(path, entities: EntityIndex) -> HDF5Features:
     path = Path(path)
     h5py = require("h5py", "hdf5", "reading HDF5 feature files")
     if not path.is_file():
-        raise UserInputError(f"{path}: expected an existing HDF5 file, got no such file")
+        raise InputError(f"{path}: expected an existing HDF5 file, got no such file")
     try:
         file = h5py.File(path, "r")
     except OSError as e:
         reason = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UserInputError(f"{path}: expected an HDF5 file readable by h5py, got "
-                             f"{type(e).__name__}: {reason}") from None
+        raise InputError(f"{path}: expected an HDF5 file readable by h5py, got "
+                         f"{type(e).__name__}: {reason}") from None
     sums, counts, dim = None, torch.zeros(entities.num_entities), None
     matched = unmatched = 0
     with file:
@@ -68,22 +68,22 @@ def read_hdf5_features(path, entities: EntityIndex) -> HDF5Features:
             matched += 1
             value = np.asarray(file[key][()])
             if value.dtype.kind not in "biuf" or value.ndim not in (1, 2) or value.shape[-1] == 0:
-                raise UserInputError(f"{path}: key {key!r}: expected numbers of shape "
-                                     f"[k, d] or [d] with d >= 1, got {value.dtype} "
-                                     f"{list(value.shape)}")
+                raise InputError(f"{path}: key {key!r}: expected numbers of shape "
+                                 f"[k, d] or [d] with d >= 1, got {value.dtype} "
+                                 f"{list(value.shape)}")
             rows = torch.from_numpy(value.astype(np.float64).reshape(-1, value.shape[-1]))
             if dim is None:
                 dim = rows.size(1)
                 sums = torch.zeros(entities.num_entities, dim, dtype=torch.float64)
             elif rows.size(1) != dim:
-                raise UserInputError(f"{path}: key {key!r}: expected vectors of size {dim} "
-                                     f"like the keys before it, got {rows.size(1)}")
+                raise InputError(f"{path}: key {key!r}: expected vectors of size {dim} "
+                                 f"like the keys before it, got {rows.size(1)}")
             rows = rows[~((rows == 0).all(dim=1) | torch.isnan(rows).all(dim=1))]
             sums[entity] += rows.sum(dim=0)
             counts[entity] += len(rows)
     if sums is None:
         hint = f" (e.g. {keys[0]!r})" if keys else ""
-        raise UserInputError(
+        raise InputError(
             f"{path}: expected datasets keyed by entity names, got none of its "
             f"{unmatched} keys{hint} matching an entity; Freebase mids and other aliases "
             "need a link file (ent_links or *_SameAsLink.txt in the dataset folder)")

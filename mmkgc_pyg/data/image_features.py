@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.data.entity_names import EntityIndex
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError, InvalidArgumentError
 from mmkgc_pyg.extras import require
 
 DEFAULT_IMAGE_MODEL = "facebook/dinov2-small"
@@ -58,8 +58,8 @@ def find_entity_images(folder, entities: EntityIndex) -> Tuple[List[List[Path]],
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserInputError(f"{folder}: expected a folder of entity images, got no such "
-                             "directory")
+        raise InputError(f"{folder}: expected a folder of entity images, got no such "
+                         "directory")
     entries = [e for e in sorted(folder.iterdir())
                if not e.name.startswith(".") and (e.is_dir() or _is_image(e))]
     by_id = all(_id_part(e).isascii() and _id_part(e).isdigit() for e in entries)
@@ -69,8 +69,8 @@ def find_entity_images(folder, entities: EntityIndex) -> Tuple[List[List[Path]],
         if by_id:
             entity = int(_id_part(entry))
             if entity >= entities.num_entities:
-                raise UserInputError(f"{entry}: expected an entity id in "
-                                     f"[0, {entities.num_entities}), got {entity}")
+                raise InputError(f"{entry}: expected an entity id in "
+                                 f"[0, {entities.num_entities}), got {entity}")
         else:
             entity = entities.lookup(entry.name if entry.is_dir() else entry.stem)
             if entity is None:
@@ -138,10 +138,10 @@ def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], T
         where it has one; and the number of images skipped as unreadable.
     """
     if batch_size < 1:
-        raise ValueError(f"image_features: expected batch_size >= 1, got {batch_size}")
+        raise InvalidArgumentError(f"image_features: expected batch_size >= 1, got {batch_size}")
     jobs = [(entity, path) for entity, paths in enumerate(images) for path in paths]
     if not jobs:
-        raise ValueError("image_features: expected at least one image file")
+        raise InvalidArgumentError("image_features: expected at least one image file")
     sums: Optional[Tensor] = None
     counts = torch.zeros(len(images))
     unreadable, first_unreadable = 0, None
@@ -166,8 +166,8 @@ def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], T
                 batch_ids, batch = [], []
             bar.update()
     if sums is None:
-        raise UserInputError(f"{first_unreadable}: expected at least one readable image, "
-                             f"got {unreadable} unreadable ones, this one among them")
+        raise InputError(f"{first_unreadable}: expected at least one readable image, "
+                         f"got {unreadable} unreadable ones, this one among them")
     present = counts > 0
     x = (sums / counts.clamp(min=1).double().unsqueeze(1)).float()
     return x, present, unreadable

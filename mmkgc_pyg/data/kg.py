@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from mmkgc_pyg.errors import DataWarning, InvalidArgumentError
+
 
 SPLITS = ("train", "valid", "test")
 _SPLIT_ALIASES = {"val": "valid"}
@@ -88,25 +90,27 @@ class KGDataset:
         for split in SPLITS:
             triples = getattr(self, split)
             if triples.dtype != torch.long or triples.dim() != 2 or triples.size(1) != 3:
-                raise ValueError(f"{split}: expected a LongTensor [E, 3], got "
-                                 f"{triples.dtype} {list(triples.shape)}")
+                raise InvalidArgumentError(f"{split}: expected a LongTensor [E, 3], got "
+                                           f"{triples.dtype} {list(triples.shape)}")
         if len(self.entity_names) != self.num_entities:
-            raise ValueError(f"expected {self.num_entities} entity names, got "
-                             f"{len(self.entity_names)}")
+            raise InvalidArgumentError(f"expected {self.num_entities} entity names, got "
+                                       f"{len(self.entity_names)}")
         if len(self.relation_names) != self.num_relations:
-            raise ValueError(f"expected {self.num_relations} relation names, got "
-                             f"{len(self.relation_names)}")
+            raise InvalidArgumentError(f"expected {self.num_relations} relation names, got "
+                                       f"{len(self.relation_names)}")
         if set(self.features) != set(self.masks):
-            raise ValueError(f"features {sorted(self.features)} and masks "
-                             f"{sorted(self.masks)} name different modalities")
+            raise InvalidArgumentError(f"features {sorted(self.features)} and masks "
+                                       f"{sorted(self.masks)} name different modalities")
         for m in self.features:
             x, mask = self.features[m], self.masks[m]
             if x.dim() != 2 or x.size(0) != self.num_entities or not x.is_floating_point():
-                raise ValueError(f"features[{m!r}]: expected a float tensor "
-                                 f"[{self.num_entities}, d], got {x.dtype} {list(x.shape)}")
+                raise InvalidArgumentError(
+                    f"features[{m!r}]: expected a float tensor [{self.num_entities}, d], got "
+                    f"{x.dtype} {list(x.shape)}")
             if mask.dtype != torch.bool or mask.shape != (self.num_entities,):
-                raise ValueError(f"masks[{m!r}]: expected a bool tensor "
-                                 f"[{self.num_entities}], got {mask.dtype} {list(mask.shape)}")
+                raise InvalidArgumentError(
+                    f"masks[{m!r}]: expected a bool tensor [{self.num_entities}], got "
+                    f"{mask.dtype} {list(mask.shape)}")
 
     @property
     def modalities(self) -> List[str]:
@@ -185,15 +189,17 @@ class KGDataset:
         names and categories are read when present, else entity ``i`` is named ``"i"``."""
         splits = [data] if val_data is None and test_data is None else [data, val_data, test_data]
         if len(splits) == 3 and any(d is None for d in splits):
-            raise ValueError("from_data: expected both val_data and test_data, or neither")
+            raise InvalidArgumentError("from_data: expected both val_data and test_data, or "
+                                       "neither")
         num_entities = int(data.num_nodes)
         triples = [triples_from_data(d) for d in splits]
         num_relations = int(getattr(data, "num_relations", None) or
                             max((int(t[:, 1].max()) + 1 for t in triples if len(t)), default=1))
         if len(splits) == 1:
             if not all(hasattr(data, _MASKS[s]) for s in SPLITS):
-                raise ValueError("from_data: expected train_mask, val_mask and test_mask, or "
-                                 "val_data and test_data")
+                raise InvalidArgumentError("from_data: expected train_mask, val_mask and "
+                                           "test_mask, or "
+                                           "val_data and test_data")
             triples = [triples[0][data[_MASKS[s]]] for s in SPLITS]
         names = {key: list(getattr(data, key)) if getattr(data, key, None) is not None
                  else [str(i) for i in range(count)]
@@ -218,7 +224,7 @@ class KGDataset:
         modality features (mask ``False``, rows zeroed): the paper's modality-missing
         setting. Triples are shared with ``self``."""
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate={rate}: expected a fraction in [0, 1]")
+            raise InvalidArgumentError(f"rate={rate}: expected a fraction in [0, 1]")
         num_drop = round(rate * self.num_entities)
         dropped = torch.randperm(self.num_entities, generator=generator)[:num_drop]
         keep = torch.ones(self.num_entities, dtype=torch.bool)
@@ -237,11 +243,6 @@ class KGDataset:
         return (f"KGDataset({self.name!r}, entities={self.num_entities}, "
                 f"relations={self.num_relations}, train={len(self.train)}, "
                 f"valid={len(self.valid)}, test={len(self.test)}, modalities={{{mods}}})")
-
-
-class DataWarning(UserWarning):
-    """A dataset that loads but may mislead: repeated names or triples, or evaluation
-    triples that are also training triples."""
 
 
 def _first_occurrences(keys: Tensor) -> Tensor:
@@ -291,7 +292,8 @@ def canonical_split(split: str) -> str:
     """``train``, ``valid`` or ``test`` for a split name (PyG's ``val`` included)."""
     canonical = _SPLIT_ALIASES.get(split, split)
     if canonical not in SPLITS:
-        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)} (or 'val')")
+        raise InvalidArgumentError(f"split={split!r}: expected one of {', '.join(SPLITS)} (or "
+                                   f"'val')")
     return canonical
 
 
@@ -308,8 +310,9 @@ def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tenso
         num_relations: :math:`R`.
     """
     if num_relations * num_entities * num_entities > _INT64_MAX:
-        raise ValueError(f"triple_keys: expected num_relations * num_entities**2 <= 2**63 - 1, "
-                         f"got {num_relations} * {num_entities}**2")
+        raise InvalidArgumentError(f"triple_keys: expected num_relations * num_entities**2 <= "
+                                   f"2**63 - 1, "
+                                   f"got {num_relations} * {num_entities}**2")
     head, rel, tail = triples.unbind(-1)
     return (head * num_relations + rel) * num_entities + tail
 

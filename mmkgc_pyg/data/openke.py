@@ -25,10 +25,10 @@ text file listing the ids of the entities *missing* the modality, one per line (
 count line; blank lines are ignored).
 
 Trailing blank lines, a UTF-8 byte-order mark and ``\r\n`` line ends are accepted.
-Anything else that does not match raises :class:`~mmkgc_pyg.errors.UserInputError`
+Anything else that does not match raises :class:`~mmkgc_pyg.errors.InputError`
 naming the file and line. What loads but may mislead (repeated names or triples,
 evaluation triples that are also training triples) is reported as one
-:class:`~mmkgc_pyg.data.DataWarning` per finding, with counts.
+:class:`~mmkgc_pyg.errors.DataWarning` per finding, with counts.
 """
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -43,7 +43,7 @@ from mmkgc_pyg.data.features import (HDF5_SUFFIXES, TENSOR_SUFFIXES, clean_featu
                                      load_tensor_file, presence_from_tensor)
 from mmkgc_pyg.data.kg import (CATEGORIES, KGDataset, relation_categories, split_by_category,
                                triple_keys, warn_about_data)
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError, InvalidArgumentError
 
 TRIPLE_FILES = ("train2id.txt", "valid2id.txt", "test2id.txt")
 NAME_FILES = ("entity2id.txt", "relation2id.txt")
@@ -66,9 +66,9 @@ def read_lines(path) -> List[bytes]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise UserInputError(f"{path}: expected an existing file, got no such file") from None
+        raise InputError(f"{path}: expected an existing file, got no such file") from None
     except OSError as e:
-        raise UserInputError(f"{path}: expected a readable file, got {e.strerror}") from None
+        raise InputError(f"{path}: expected a readable file, got {e.strerror}") from None
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
         raw = raw[3:]
     lines = [line[:-1] if line.endswith(b"\r") else line for line in raw.split(b"\n")]
@@ -80,16 +80,16 @@ def read_lines(path) -> List[bytes]:
 def _split_count(path, lines: List[bytes]) -> List[bytes]:
     # Check the count on line 1 against the number of lines that follow.
     if not lines:
-        raise UserInputError(f"{path}:1: expected the number of lines, got an empty file")
+        raise InputError(f"{path}:1: expected the number of lines, got an empty file")
     count = lines[0].strip()
     if not count.isdigit():
-        raise UserInputError(f"{path}:1: expected the number of lines as a non-negative "
-                             f"integer, got {_show(lines[0])}")
+        raise InputError(f"{path}:1: expected the number of lines as a non-negative "
+                         f"integer, got {_show(lines[0])}")
     count, body = int(count), lines[1:]
     if len(body) != count:
         lineno = min(len(body), count) + 2
-        raise UserInputError(f"{path}:{lineno}: expected {count} lines after the count "
-                             f"on line 1, got {len(body)}")
+        raise InputError(f"{path}:{lineno}: expected {count} lines after the count "
+                         f"on line 1, got {len(body)}")
     return body
 
 
@@ -100,15 +100,15 @@ def parse_int_rows(path, lines: Sequence[bytes], num_fields: int, first_lineno: 
     fields = [line.split() for line in lines]
     for i, row in enumerate(fields):
         if len(row) != num_fields:
-            raise UserInputError(f"{path}:{i + first_lineno}: expected {what}, got "
-                                 f"{len(row)} fields: {_show(lines[i])}")
+            raise InputError(f"{path}:{i + first_lineno}: expected {what}, got "
+                             f"{len(row)} fields: {_show(lines[i])}")
     flat = [x for row in fields for x in row]
     # One C-level scan for the common valid case; find the line only on failure.
     if not b"".join(flat).isdigit() or max(map(len, flat), default=0) > _MAX_DIGITS:
         for i, row in enumerate(fields):
             if not all(x.isdigit() and len(x) <= _MAX_DIGITS for x in row):
-                raise UserInputError(f"{path}:{i + first_lineno}: expected {what} as "
-                                     f"non-negative integers, got {_show(lines[i])}")
+                raise InputError(f"{path}:{i + first_lineno}: expected {what} as "
+                                 f"non-negative integers, got {_show(lines[i])}")
     return np.array(flat, dtype=np.int64).reshape(len(lines), num_fields)
 
 
@@ -120,20 +120,20 @@ def read_name_file(path) -> List[str]:
         try:
             line = raw.decode("utf-8").strip(" \t")
         except UnicodeDecodeError:
-            raise UserInputError(f"{path}:{i}: expected UTF-8 text `name id`, got "
-                                 f"{_show(raw)}") from None
+            raise InputError(f"{path}:{i}: expected UTF-8 text `name id`, got "
+                             f"{_show(raw)}") from None
         cut = max(line.rfind(" "), line.rfind("\t"))
         name, id_ = line[:cut].rstrip(" \t"), line[cut + 1:]
         if cut < 0 or not name or not (id_.isascii() and id_.isdigit()):
-            raise UserInputError(f"{path}:{i}: expected `name id`, got {_show(raw)}")
+            raise InputError(f"{path}:{i}: expected `name id`, got {_show(raw)}")
         names.append(name)
         ids.append(int(id_))
     ordered: List[Optional[str]] = [None] * len(body)
     for i, (name, id_) in enumerate(zip(names, ids), start=2):
         if id_ >= len(body):
-            raise UserInputError(f"{path}:{i}: expected an id in [0, {len(body)}), got {id_}")
+            raise InputError(f"{path}:{i}: expected an id in [0, {len(body)}), got {id_}")
         if ordered[id_] is not None:
-            raise UserInputError(f"{path}:{i}: expected each id once, got {id_} again")
+            raise InputError(f"{path}:{i}: expected each id once, got {id_} again")
         ordered[id_] = name
     return ordered
 
@@ -146,7 +146,7 @@ def read_triple_file(path, num_entities: int, num_relations: int) -> Tensor:
     bad = (htr[:, :2] >= num_entities).any(axis=1) | (htr[:, 2] >= num_relations)
     if bad.any():
         i = int(bad.argmax())
-        raise UserInputError(f"{path}:{i + 2}: expected entity ids in [0, {num_entities}) "
+        raise InputError(f"{path}:{i + 2}: expected entity ids in [0, {num_entities}) "
                              f"and a relation id in [0, {num_relations}), got {_show(body[i])}")
     return torch.from_numpy(htr[:, [0, 2, 1]].copy())
 
@@ -163,8 +163,8 @@ def load_mask_file(path, num_entities: int) -> Tensor:
     for lineno, line in kept:  # few lines; per-line parsing gives exact line numbers
         ids = parse_int_rows(path, [line], 1, lineno, "one entity id")
         if ids[0, 0] >= num_entities:
-            raise UserInputError(f"{path}:{lineno}: expected an entity id in "
-                                 f"[0, {num_entities}), got {ids[0, 0]}")
+            raise InputError(f"{path}:{lineno}: expected an entity id in "
+                             f"[0, {num_entities}), got {ids[0, 0]}")
         present[int(ids[0, 0])] = False
     return present
 
@@ -179,9 +179,9 @@ def _read_categories(folder: Path, train: Tensor, valid: Tensor, test: Tensor,
         return split_by_category(test, rel_categories)
     if not all(exists):
         missing = paths[exists.index(False)]
-        raise UserInputError(f"{missing}: expected all four category files "
-                             f"({', '.join(CATEGORY_FILES)}) when any is present, got "
-                             f"this one missing")
+        raise InputError(f"{missing}: expected all four category files "
+                         f"({', '.join(CATEGORY_FILES)}) when any is present, got "
+                         f"this one missing")
     categories = {}
     test_keys = triple_keys(test, num_entities, num_relations)
     for category, path in zip(CATEGORIES, paths):
@@ -190,9 +190,9 @@ def _read_categories(folder: Path, train: Tensor, valid: Tensor, test: Tensor,
         if bool(stray.any()):
             row = int(stray.nonzero()[0])
             h, r, t = triples[row].tolist()
-            raise UserInputError(f"{path}:{row + 2}: expected test triples only, got "
-                                 f"`{h} {t} {r}` which is not in test2id.txt "
-                                 f"({int(stray.sum())} such lines)")
+            raise InputError(f"{path}:{row + 2}: expected test triples only, got "
+                             f"`{h} {t} {r}` which is not in test2id.txt "
+                             f"({int(stray.sum())} such lines)")
         categories[category] = triples
     return categories
 
@@ -202,8 +202,8 @@ def _read_modalities(features: Dict[str, Path], mask_files: Dict[str, Path],
                      folder: Path) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     for modality, path in mask_files.items():
         if modality not in features:
-            raise UserInputError(f"{path}: expected a mask for one of the modalities "
-                                 f"{sorted(features)}, got modality {modality!r}")
+            raise InputError(f"{path}: expected a mask for one of the modalities "
+                             f"{sorted(features)}, got modality {modality!r}")
     num_entities = len(entity_names)
     xs, masks, entities = {}, {}, None
     for modality in sorted(features):
@@ -233,7 +233,7 @@ def load_openke(folder, features: Optional[Dict[str, str]] = None,
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserInputError(f"{folder}: expected a dataset folder, got no such directory")
+        raise InputError(f"{folder}: expected a dataset folder, got no such directory")
     name = name or folder.resolve().name
     entity_names, relation_names = (read_name_file(folder / f) for f in NAME_FILES)
     num_entities, num_relations = len(entity_names), len(relation_names)
@@ -263,8 +263,9 @@ def write_openke(dataset: KGDataset, folder, features: bool = True) -> Path:
     for filename, names in zip(NAME_FILES, (dataset.entity_names, dataset.relation_names)):
         bad = [n for n in names if not n or n != n.strip(" \t") or "\n" in n or "\r" in n]
         if bad:
-            raise ValueError(f"{filename}: names must be non-empty, without line breaks or "
-                             f"leading/trailing spaces/tabs, got {bad[0]!r}")
+            raise InvalidArgumentError(f"{filename}: names must be non-empty, without line "
+                                       f"breaks or "
+                                       f"leading/trailing spaces/tabs, got {bad[0]!r}")
         lines = [str(len(names))] + [f"{n}\t{i}" for i, n in enumerate(names)]
         (folder / filename).write_text("\n".join(lines) + "\n", encoding="utf-8")
     splits = dict(zip(TRIPLE_FILES, (dataset.train, dataset.valid, dataset.test)))

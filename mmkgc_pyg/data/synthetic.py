@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.data.kg import KGDataset, relation_categories, split_by_category
 
 DEFAULT_MODALITIES = {"textual": (32, 0.7), "visual": (64, 0.6)}
@@ -241,9 +242,9 @@ def make_synthetic_kg(num_entities: int = 2500, num_relations: int = 16,
         return_latents (bool): also return the planted :class:`SyntheticLatents`.
     """
     if num_entities < num_clusters or domain_size > num_clusters or latent_dim % 2:
-        raise ValueError(f"expected num_clusters={num_clusters} <= num_entities="
-                         f"{num_entities}, domain_size={domain_size} <= num_clusters and "
-                         f"an even latent_dim, got latent_dim={latent_dim}")
+        raise InvalidArgumentError(f"expected num_clusters={num_clusters} <= num_entities="
+                                   f"{num_entities}, domain_size={domain_size} <= num_clusters and "
+                                   f"an even latent_dim, got latent_dim={latent_dim}")
     g = torch.Generator().manual_seed(seed)
     cluster = (torch.arange(num_entities) % num_clusters)[torch.randperm(num_entities,
                                                                          generator=g)]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.extras import require
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -28,9 +29,9 @@ def encode_texts(texts: Sequence[str], model, batch_size: int = 64,
     r"""Embed ``texts`` in batches of ``batch_size`` (with a progress bar unless
     ``progress`` is false); returns float32 ``[len(texts), d]`` on the CPU."""
     if not texts:
-        raise ValueError("encode_texts: expected at least one text")
+        raise InvalidArgumentError("encode_texts: expected at least one text")
     if batch_size < 1:
-        raise ValueError(f"encode_texts: expected batch_size >= 1, got {batch_size}")
+        raise InvalidArgumentError(f"encode_texts: expected batch_size >= 1, got {batch_size}")
     # Texts of similar length share a batch, so little of it is padding.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = None
@@ -63,7 +64,7 @@ def text_features(texts: Sequence[Optional[str]], model, batch_size: int = 64,
     present = torch.tensor([t is not None for t in texts], dtype=torch.bool)
     ids = present.nonzero().flatten()
     if len(ids) == 0:
-        raise ValueError("text_features: expected at least one entity with a text")
+        raise InvalidArgumentError("text_features: expected at least one entity with a text")
     emb = encode_texts([texts[i] for i in ids.tolist()], model, batch_size, progress)
     x = emb.new_zeros(len(texts), emb.size(1))
     x[ids] = emb

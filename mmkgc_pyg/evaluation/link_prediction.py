@@ -8,17 +8,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.errors import InvalidArgumentError, NonFiniteModelError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics, rank_metrics
 from mmkgc_pyg.evaluation.ranks import Ranks, distinct_rows, stream_ranks
 from mmkgc_pyg.kernels.utils import SCORE_BUDGET
 
 RANK_TYPE = "realistic"
-
-
-class NonFiniteModelError(ValueError):
-    """The model's entity embeddings or queries hold NaN or infinity: ranks would be
-    meaningless (NaN compares false, so it would rank first)."""
 
 
 @dataclass
@@ -178,11 +174,12 @@ def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor
     :func:`link_prediction_ranks`."""
     if isinstance(queries, Tensor):
         if filter_index is None:
-            raise ValueError("evaluate_link_prediction: expected filter_index with triples")
+            raise InvalidArgumentError("evaluate_link_prediction: expected filter_index with "
+                                       "triples")
         queries = LinkPredictionQueries.build(queries.to(model.node_emb.weight.device),
                                               filter_index)
     if not queries.both_sides:
-        raise ValueError("evaluate_link_prediction: expected queries of both sides")
+        raise InvalidArgumentError("evaluate_link_prediction: expected queries of both sides")
     was_training = model.training
     model.eval()
     try:
@@ -214,9 +211,9 @@ def missing_modality_mask(model, rate: float, seed: int) -> Optional[Tensor]:
     if rate == 0:
         return None
     if model.adamf is None:
-        raise ValueError("the modality-missing setting needs a model with modalities")
+        raise InvalidArgumentError("the modality-missing setting needs a model with modalities")
     if not 0 < rate <= 1:
-        raise ValueError(f"rate={rate}: expected a fraction in [0, 1]")
+        raise InvalidArgumentError(f"rate={rate}: expected a fraction in [0, 1]")
     generator = torch.Generator().manual_seed(seed)
     hidden = torch.randperm(model.num_nodes, generator=generator)[:round(rate * model.num_nodes)]
     mask = model.fusion_mask.clone()

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.utils import SCORE_BUDGET, check_csr, csr_rows
 
 RANK_TYPES = ("optimistic", "pessimistic", "realistic")
@@ -42,7 +43,8 @@ class Ranks:
 
     def get(self, rank_type: str) -> Tensor:
         if rank_type not in RANK_TYPES:
-            raise ValueError(f"rank_type={rank_type!r}: expected one of {', '.join(RANK_TYPES)}")
+            raise InvalidArgumentError(f"rank_type={rank_type!r}: expected one of "
+                                       f"{', '.join(RANK_TYPES)}")
         return getattr(self, rank_type)
 
     def __len__(self) -> int:

@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from mmkgc_pyg.training.config import ConfigError, TrainConfig
+from mmkgc_pyg.errors import ConfigError
+from mmkgc_pyg.training.config import TrainConfig
 
 #: Around the paper's settings: DB15K dim 250, margin 12, lr 1e-4; MKG-W and MKG-Y dim
 #: 200, lr 2e-5, margin 12 and 4; 128 negatives, adversarial temperature 2, MAT's mu 0
@@ -78,7 +79,7 @@ def _parameter(name: str, entry: Any) -> Parameter:
     unknown = sorted(set(entry) - {"low", "high", "log", "step"})
     if unknown or not {"low", "high"} <= set(entry):
         raise ConfigError(name, entry, "{low: L, high: H} with optional log and step, a "
-                                       "list of choices, or one value")
+                          "list of choices, or one value")
     if kind not in (int, float):
         raise ConfigError(name, entry, f"a list of choices ({name} is not a number)")
     low, high, log, step = entry["low"], entry["high"], entry.get("log", False), entry.get("step")
@@ -89,7 +90,7 @@ def _parameter(name: str, entry: Any) -> Parameter:
     if not isinstance(log, bool) or not low <= high or (log and (low <= 0 or step)) \
             or (step is not None and step <= 0):
         raise ConfigError(name, entry, "low <= high, a positive step, and log only with "
-                                       "low > 0 and no step")
+                          "low > 0 and no step")
     return Parameter(name, low if kind is int else float(low),
                      high if kind is int else float(high), log, step)
 

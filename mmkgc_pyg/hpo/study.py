@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.hpo.space import SearchSpace
 from mmkgc_pyg.io import atomic_write_bytes
@@ -94,7 +94,7 @@ def _open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
 def _check_same(folder: Path, what: str, recorded: Dict, current: Dict) -> None:
     for key in sorted(set(recorded) | set(current)):
         if recorded.get(key) != current.get(key):
-            raise UserInputError(
+            raise InputError(
                 f"{folder}: holds a search with other {what} ({key}: "
                 f"{recorded.get(key)!r} there, {current.get(key)!r} now); give the same "
                 "settings to resume it, or another study folder")

@@ -29,6 +29,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.utils import (FUSION_SUM_BLOCKS, HAS_TRITON, fusion_blocks,
                                      max_programs, tl, triton, use_triton)
 
@@ -37,16 +38,18 @@ _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 def _check(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> None:
     if embs.dim() != 3 or not embs.is_floating_point():
-        raise ValueError(f"adamf_fusion: embs: expected a float tensor [N, M, D], "
-                         f"got {embs.dtype} of shape {tuple(embs.shape)}")
+        raise InvalidArgumentError(f"adamf_fusion: embs: expected a float tensor [N, M, D], "
+                                   f"got {embs.dtype} of shape {tuple(embs.shape)}")
     n, m, d = embs.shape
     if m < 1:
-        raise ValueError("adamf_fusion: embs: expected at least one modality, got M = 0")
+        raise InvalidArgumentError("adamf_fusion: embs: expected at least one modality, got M = 0")
     if attn.shape != (d, ):
-        raise ValueError(f"adamf_fusion: attn: expected shape ({d},), got {tuple(attn.shape)}")
+        raise InvalidArgumentError(f"adamf_fusion: attn: expected shape ({d},), got "
+                                   f"{tuple(attn.shape)}")
     if mask is not None and (mask.dtype != torch.bool or mask.shape != (n, m)):
-        raise ValueError(f"adamf_fusion: mask: expected a bool tensor of shape ({n}, {m}), "
-                         f"got {mask.dtype} of shape {tuple(mask.shape)}")
+        raise InvalidArgumentError(f"adamf_fusion: mask: expected a bool tensor of shape ({n}, "
+                                   f"{m}), "
+                                   f"got {mask.dtype} of shape {tuple(mask.shape)}")
 
 
 def adamf_fusion_reference(embs: Tensor, attn: Tensor,
@@ -91,8 +94,8 @@ def adamf_fusion(embs: Tensor, attn: Tensor,
     """
     _check(embs, attn, mask)
     if embs.dtype not in _DTYPES:
-        raise ValueError(f"adamf_fusion: embs: expected float32, bfloat16 or float16, "
-                         f"got {embs.dtype}")
+        raise InvalidArgumentError(f"adamf_fusion: embs: expected float32, bfloat16 or float16, "
+                                   f"got {embs.dtype}")
     tensors = (embs, attn) if mask is None else (embs, attn, mask)
     if not use_triton(*tensors):
         return adamf_fusion_reference(embs, attn, mask)

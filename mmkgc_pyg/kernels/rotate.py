@@ -26,6 +26,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.utils import (HAS_TRITON, INTERPRETED, ROTATE_ENTITY_PAD,
                                      ROTATE_INTERPRETER_TILE, ROTATE_PAIR_BLOCK,
                                      ROTATE_QUERY_PAD, ROTATE_TILE_CONFIGS, check_csr,
@@ -40,7 +41,7 @@ def check_complex_embeddings(query: Tensor, entities: Tensor) -> int:
     """Check ``query [B, 2k]`` and ``entities [N, 2k]``; return ``k``."""
     if (query.dim() != 2 or entities.dim() != 2 or query.size(1) != entities.size(1)
             or query.size(1) == 0 or query.size(1) % 2):
-        raise ValueError(
+        raise InvalidArgumentError(
             "rotate: expected query [B, 2k] and entities [N, 2k] with the same even 2k > 0, "
             f"got {tuple(query.shape)} and {tuple(entities.shape)}")
     return query.size(1) // 2

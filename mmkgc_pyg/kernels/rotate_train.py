@@ -20,6 +20,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.rotate import check_complex_embeddings, complex_distance
 from mmkgc_pyg.kernels.utils import GATHER_BLOCKS, HAS_TRITON, tl, triton, use_triton
 
@@ -28,7 +29,7 @@ from mmkgc_pyg.kernels.utils import GATHER_BLOCKS, HAS_TRITON, tl, triton, use_t
 def _check_index(query: Tensor, index: Tensor) -> None:
     if (index.dim() != 2 or index.size(0) != query.size(0) or index.dtype.is_floating_point
             or index.dtype == torch.bool):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"rotate_gather_scores: expected an integer index [{query.size(0)}, C], "
             f"got {index.dtype} {tuple(index.shape)}")
 

@@ -16,6 +16,8 @@ from typing import Iterator, Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
+
 try:  # Triton is optional: absent on macOS/Windows, where the references run.
     import triton
     import triton.language as tl
@@ -38,8 +40,8 @@ SCORE_BUDGET = 1 << 24
 def _checked(mode: str) -> str:
     mode = mode.strip().lower()
     if mode not in MODES:
-        raise ValueError(f"kernel mode {mode!r}: expected one of {', '.join(MODES)} "
-                         "(MMKGC_KERNELS)")
+        raise InvalidArgumentError(f"kernel mode {mode!r}: expected one of {', '.join(MODES)} "
+                                   "(MMKGC_KERNELS)")
     return mode
 
 
@@ -142,5 +144,6 @@ def csr_rows(ptr: Tensor, nnz: int) -> Tensor:
 
 def check_csr(num_rows: int, ptr: Tensor, idx: Tensor, where: str) -> None:
     if ptr.shape != (num_rows + 1, ) or idx.dim() != 1:
-        raise ValueError(f"{where}: expected CSR lists with ptr [{num_rows + 1}] and a 1-D "
-                         f"idx, got {tuple(ptr.shape)} and {tuple(idx.shape)}")
+        raise InvalidArgumentError(f"{where}: expected CSR lists with ptr [{num_rows + 1}] and a "
+                                   f"1-D "
+                                   f"idx, got {tuple(ptr.shape)} and {tuple(idx.shape)}")

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import Linear
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.adamf_fusion import adamf_fusion
 
 
@@ -37,7 +38,7 @@ class AdaMF(torch.nn.Module):
     def __init__(self, in_channels: Dict[str, int], out_channels: int):
         super().__init__()
         if not in_channels:
-            raise ValueError("AdaMF: in_channels: expected at least one modality")
+            raise InvalidArgumentError("AdaMF: in_channels: expected at least one modality")
         self.in_channels = dict(in_channels)
         self.out_channels = out_channels
         self.projections = torch.nn.ModuleDict({
@@ -61,8 +62,9 @@ class AdaMF(torch.nn.Module):
         """Projects every modality to size D: ``[N, 1 + M, D]``."""
         missing = [name for name in self.in_channels if name not in x_dict]
         if missing:
-            raise ValueError(f"AdaMF: x_dict: expected the modalities {list(self.in_channels)}, "
-                             f"got none for {missing}")
+            raise InvalidArgumentError(f"AdaMF: x_dict: expected the modalities "
+                                       f"{list(self.in_channels)}, "
+                                       f"got none for {missing}")
         projected = [self.projections[name](x_dict[name]) for name in self.in_channels]
         return torch.stack([x_struct, *projected], dim=1)
 

@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
+
 
 def self_adversarial_sigmoid_loss(pos_scores: Tensor, neg_scores: Tensor,
                                   adv_temperature: float) -> Tensor:
@@ -29,13 +31,13 @@ def self_adversarial_sigmoid_loss(pos_scores: Tensor, neg_scores: Tensor,
         The scalar loss.
     """
     if pos_scores.dim() != 1 or pos_scores.numel() == 0:
-        raise ValueError(f"self_adversarial_sigmoid_loss: pos_scores: expected shape [B] "
-                         f"with B >= 1, got {tuple(pos_scores.shape)}")
+        raise InvalidArgumentError(f"self_adversarial_sigmoid_loss: pos_scores: expected shape [B] "
+                                   f"with B >= 1, got {tuple(pos_scores.shape)}")
     if (neg_scores.dim() != 2 or neg_scores.size(0) not in (1, pos_scores.size(0))
             or neg_scores.size(1) == 0):
-        raise ValueError(f"self_adversarial_sigmoid_loss: neg_scores: expected shape "
-                         f"[{pos_scores.size(0)}, K] or [1, K] with K >= 1, "
-                         f"got {tuple(neg_scores.shape)}")
+        raise InvalidArgumentError(f"self_adversarial_sigmoid_loss: neg_scores: expected shape "
+                                   f"[{pos_scores.size(0)}, K] or [1, K] with K >= 1, "
+                                   f"got {tuple(neg_scores.shape)}")
     weights = torch.softmax(adv_temperature * neg_scores.detach(), dim=-1)
     # logsigmoid, not log(sigmoid(.)): sigmoid underflows to 0 for scores around -100.
     pos_term = F.logsigmoid(pos_scores).mean()

@@ -4,6 +4,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.nn.generator import ModalityGenerator
 
 
@@ -58,7 +59,8 @@ class MAT(torch.nn.Module):
         reaches the structural embedding through the generators, whose own gradients
         the caller discards)."""
         if grad_to not in ("model", "generators", "both"):
-            raise ValueError(f"grad_to={grad_to!r}: expected 'model', 'generators' or 'both'")
+            raise InvalidArgumentError(f"grad_to={grad_to!r}: expected 'model', 'generators' or "
+                                       f"'both'")
         struct = model.node_emb(index)
         if grad_to == "generators":
             struct = struct.detach()

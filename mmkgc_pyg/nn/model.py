@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.kge import KGEModel
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
                                   evaluate_link_prediction, link_prediction_ranks)
 from mmkgc_pyg.kernels.utils import SCORE_BUDGET
@@ -65,10 +66,11 @@ class MMKGCModel(KGEModel):
         # needs 2 * hidden_channels reals per entity, so the tables are built here.
         torch.nn.Module.__init__(self)
         if scorer not in INTERACTIONS:
-            raise ValueError(f"scorer={scorer!r}: expected one of {', '.join(INTERACTIONS)}")
+            raise InvalidArgumentError(f"scorer={scorer!r}: expected one of "
+                                       f"{', '.join(INTERACTIONS)}")
         for name, value in (("num_nodes", num_nodes), ("num_relations", num_relations)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected a positive int")
+                raise InvalidArgumentError(f"{name}={value!r}: expected a positive int")
         features = dict(features or {})
         masks = dict(masks or {})
         self.num_nodes = num_nodes
@@ -91,8 +93,9 @@ class MMKGCModel(KGEModel):
         self.adamf = None
         if self.modalities:
             if feature_dtype not in (torch.float32, torch.bfloat16, torch.float16):
-                raise ValueError(f"feature_dtype={feature_dtype}: expected float32, bfloat16 "
-                                 "or float16")
+                raise InvalidArgumentError(f"feature_dtype={feature_dtype}: expected float32, "
+                                           f"bfloat16 "
+                                           "or float16")
             self.features = torch.nn.ParameterDict({
                 name: torch.nn.Parameter(x.detach().to(feature_dtype).clone(),
                                          requires_grad=train_features)
@@ -275,7 +278,7 @@ class MMKGCModel(KGEModel):
         tail)`` by name, best first, as :class:`~mmkgc_pyg.nn.prediction.Prediction`
         (rank, entity name, id, score, known): see
         :func:`~mmkgc_pyg.nn.prediction.predict_by_name`. An unknown name raises
-        :class:`~mmkgc_pyg.nn.prediction.UnknownNameError` with close names."""
+        :class:`~mmkgc_pyg.errors.UnknownNameError` with close names."""
         return predict_by_name(self, relation=relation, head=head, tail=tail, k=k,
                                known=known, filter=filter)
 
@@ -315,7 +318,7 @@ class MMKGCModel(KGEModel):
         triples = torch.stack([head_index, rel_type, tail_index], dim=1)
         if filtered:
             if known_triples is None:
-                raise ValueError("test(filtered=True): expected known_triples [T, 3]")
+                raise InvalidArgumentError("test(filtered=True): expected known_triples [T, 3]")
             index = FilterIndex(known_triples.to(triples.device), self.num_relations)
             return evaluate_link_prediction(self, LinkPredictionQueries.build(triples, index),
                                             batch_size=batch_size, progress=log)

@@ -13,42 +13,8 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.evaluation.filtering import FilterIndex
-from mmkgc_pyg.evaluation.link_prediction import NonFiniteModelError
-
-
-class UnknownNameError(KeyError):
-    """A name that is not among the model's entity or relation names.
-
-    Attributes:
-        argument (str): which part of the query named it (``"head"``, ``"relation"``,
-            ``"tail"``).
-        name (str): the unknown name.
-        suggestions (List[str]): up to three close names of the same kind.
-    """
-
-    def __init__(self, argument: str, name: str, kind: str, suggestions: List[str]):
-        super().__init__(argument, name)
-        self.argument, self.name, self.kind, self.suggestions = argument, name, kind, suggestions
-
-    def __str__(self) -> str:  # KeyError would show the repr of its arguments
-        hint = (f"; did you mean {', '.join(map(repr, self.suggestions))}?"
-                if self.suggestions else "")
-        return f"{self.name!r}: expected {self.kind} name of the model, got an unknown one{hint}"
-
-
-class AmbiguousNameError(KeyError):
-    """A name that several entities (or relations) of the model share: which one is meant
-    cannot be told (the dataset warned about it when it was loaded)."""
-
-    def __init__(self, argument: str, name: str, ids: List[int]):
-        super().__init__(argument, name)
-        self.argument, self.name, self.ids = argument, name, ids
-
-    def __str__(self) -> str:
-        return (f"{self.name!r}: expected a name of one {self.argument}, got one shared by "
-                f"ids {', '.join(map(str, self.ids))}")
-
-
+from mmkgc_pyg.errors import (AmbiguousNameError, InvalidArgumentError, NonFiniteModelError,
+                              UnknownNameError)
 def lookup(name: str, names: Sequence[str], argument: str, kind: str) -> int:
     """The id of ``name`` in ``names``; :class:`UnknownNameError` (with close names) when
     it is not there, :class:`AmbiguousNameError` when several share it. ``argument`` and
@@ -107,14 +73,14 @@ def predict_by_name(model, *, relation: str, head: Optional[str] = None,
             names, or ``filter`` without ``known``.
     """
     if (head is None) == (tail is None):
-        raise ValueError("predict: expected exactly one of head= and tail=")
+        raise InvalidArgumentError("predict: expected exactly one of head= and tail=")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"predict: k={k!r}: expected a positive integer")
+        raise InvalidArgumentError(f"predict: k={k!r}: expected a positive integer")
     if filter and known is None:
-        raise ValueError("predict: filter=True needs known= (the triples to leave out)")
+        raise InvalidArgumentError("predict: filter=True needs known= (the triples to leave out)")
     if model.entity_names is None or model.relation_names is None:
-        raise ValueError("predict: the model has no entity_names/relation_names (set "
-                         "them, or load a trained model with mmkgc_pyg.load_checkpoint)")
+        raise InvalidArgumentError("predict: the model has no entity_names/relation_names (set "
+                                   "them, or load a trained model with mmkgc_pyg.load_checkpoint)")
     if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
         raise NonFiniteModelError("the model's parameters hold NaN or infinite values: its "
                                   "answers would be meaningless")

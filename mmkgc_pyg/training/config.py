@@ -8,16 +8,10 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from mmkgc_pyg.errors import ConfigError
+
 MAT_LOSSES = ("reference", "per-positive")
 TRACKERS = ("tensorboard", "mlflow", "wandb")
-
-
-class ConfigError(ValueError):
-    """A configuration value outside its range or of the wrong type."""
-
-    def __init__(self, name: str, value: Any, expected: str):
-        super().__init__(f"{name}={value!r}: expected {expected}")
-        self.name, self.value, self.expected = name, value, expected
 
 
 def _option(default, help: str, check: Optional[Tuple[Callable[[Any], bool], str]] = None,

@@ -19,6 +19,8 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
+
 
 class LazyAdam(torch.optim.Optimizer):
     r"""Adam over the rows of sparse gradients (module docstring).
@@ -31,7 +33,7 @@ class LazyAdam(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas=(0.9, 0.999),
                  eps: float = 1e-8):
         if not 0.0 < lr or not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0 or eps < 0:
-            raise ValueError(f"LazyAdam: expected lr > 0, betas in [0, 1), eps >= 0, got "
+            raise InvalidArgumentError(f"LazyAdam: expected lr > 0, betas in [0, 1), eps >= 0, got "
                              f"lr={lr}, betas={betas}, eps={eps}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
 
@@ -44,8 +46,9 @@ class LazyAdam(torch.optim.Optimizer):
                 if param.grad is None:
                     continue
                 if not param.grad.is_sparse:
-                    raise ValueError("LazyAdam: expected sparse gradients (a sparse "
-                                     "embedding lookup); use torch.optim.Adam for dense ones")
+                    raise InvalidArgumentError(
+                        "LazyAdam: expected sparse gradients (a sparse embedding lookup); use "
+                        "torch.optim.Adam for dense ones")
                 grad = param.grad.coalesce()
                 rows, values = grad.indices()[0], grad.values()
                 state = self.state[param]

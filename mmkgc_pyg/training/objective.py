@@ -23,6 +23,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
 from mmkgc_pyg.nn.mat import MAT
 from mmkgc_pyg.nn.model import MMKGCModel
@@ -79,7 +80,8 @@ class ModelLoss(torch.nn.Module):
                  mat_loss: str = "reference"):
         super().__init__()
         if mat_loss not in ("reference", "per-positive"):
-            raise ValueError(f"mat_loss={mat_loss!r}: expected 'reference' or 'per-positive'")
+            raise InvalidArgumentError(f"mat_loss={mat_loss!r}: expected 'reference' or "
+                                       f"'per-positive'")
         self.model = model
         self.adv_temperature = adv_temperature
         self.mu = mu

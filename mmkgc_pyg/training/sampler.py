@@ -9,6 +9,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.data.kg import triple_keys
 
 # Raw draws are reduced modulo the number of admissible entities; with 2**62 raw values
@@ -84,11 +85,11 @@ class NegativeSampler:
             corrupted side, columns 1..K the negatives) and ``corrupt_head`` (bool ``[B]``).
         """
         if batch.dim() != 2 or batch.size(1) != 3 or batch.dtype != torch.long:
-            raise ValueError(f"NegativeSampler: batch: expected a LongTensor [B, 3], "
-                             f"got {batch.dtype} {tuple(batch.shape)}")
+            raise InvalidArgumentError(f"NegativeSampler: batch: expected a LongTensor [B, 3], "
+                                       f"got {batch.dtype} {tuple(batch.shape)}")
         if batch.device != self.device:
-            raise ValueError(f"NegativeSampler: batch: expected device {self.device}, "
-                             f"got {batch.device}")
+            raise InvalidArgumentError(f"NegativeSampler: batch: expected device {self.device}, "
+                                       f"got {batch.device}")
         head, rel, tail = batch.unbind(1)
         size = (batch.size(0), self.num_negatives)
         coin = torch.rand(batch.size(0), generator=generator, device=self.device)
@@ -124,20 +125,21 @@ def _check_arguments(triples: Tensor, num_entities: int, num_relations: int,
     for name, value in (("num_entities", num_entities), ("num_relations", num_relations),
                         ("num_negatives", num_negatives)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"NegativeSampler: {name}: expected a positive int, got {value!r}")
+            raise InvalidArgumentError(f"NegativeSampler: {name}: expected a positive int, got "
+                                       f"{value!r}")
     if mode not in ("bernoulli", "uniform"):
-        raise ValueError(f"NegativeSampler: mode: expected 'bernoulli' or 'uniform', "
-                         f"got {mode!r}")
+        raise InvalidArgumentError(f"NegativeSampler: mode: expected 'bernoulli' or 'uniform', "
+                                   f"got {mode!r}")
     if triples.dim() != 2 or triples.size(1) != 3 or triples.dtype != torch.long:
-        raise ValueError(f"NegativeSampler: triples: expected a LongTensor [E, 3], "
-                         f"got {triples.dtype} {tuple(triples.shape)}")
+        raise InvalidArgumentError(f"NegativeSampler: triples: expected a LongTensor [E, 3], "
+                                   f"got {triples.dtype} {tuple(triples.shape)}")
     if triples.numel() == 0:
         return
     low, high = triples.min(dim=0).values.tolist(), triples.max(dim=0).values.tolist()
     if min(low) < 0 or max(high[0], high[2]) >= num_entities or high[1] >= num_relations:
-        raise ValueError(f"NegativeSampler: triples: expected entity ids "
-                         f"in [0, {num_entities}) and relation ids in [0, {num_relations}), "
-                         f"got (h, r, t) ranges {low} .. {high}")
+        raise InvalidArgumentError(f"NegativeSampler: triples: expected entity ids in [0, "
+                                   f"{num_entities}) and relation ids in [0, {num_relations}), "
+                                   f"got (h, r, t) ranges {low} .. {high}")
 
 
 def _answers_per_query(triples: Tensor, num_entities: int,

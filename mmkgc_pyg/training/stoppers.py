@@ -3,6 +3,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Dict
 
+from mmkgc_pyg.errors import InvalidArgumentError
+
 
 @dataclass
 class EarlyStopper:
@@ -21,8 +23,9 @@ class EarlyStopper:
 
     def __post_init__(self):
         if self.frequency < 1 or self.patience < 1:
-            raise ValueError(f"EarlyStopper: expected frequency >= 1 and patience >= 1, got "
-                             f"{self.frequency} and {self.patience}")
+            raise InvalidArgumentError(f"EarlyStopper: expected frequency >= 1 and patience >= "
+                                       f"1, got "
+                                       f"{self.frequency} and {self.patience}")
 
     def should_evaluate(self, epoch: int) -> bool:
         return epoch % self.frequency == 0

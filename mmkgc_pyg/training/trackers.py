@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import InputError, InvalidArgumentError
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.io import atomic_write_text
 
@@ -77,7 +77,7 @@ class HistoryTracker(Tracker):
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            raise UserInputError(f"{self.path}: cannot write ({exc.strerror})") from None
+            raise InputError(f"{self.path}: cannot write ({exc.strerror})") from None
 
     def resume(self, epoch: int) -> None:
         """Drops the lines of epochs after ``epoch`` (they will be redone)."""
@@ -153,8 +153,8 @@ class MLflowTracker(Tracker):
                                                      run_name=self.run_name).info.run_id
             except Exception as exc:  # noqa: BLE001 - store errors vary by backend
                 reason = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise UserInputError(f"MLflow tracker: cannot start a run in "
-                                     f"{self.client.tracking_uri} ({reason})") from None
+                raise InputError(f"MLflow tracker: cannot start a run in "
+                                 f"{self.client.tracking_uri} ({reason})") from None
         return self.run_id
 
     def _log_metrics(self, values: Dict[str, float], step: int) -> None:
@@ -220,9 +220,9 @@ class WandbTracker(Tracker):
                                             save_code=False, x_disable_stats=True))
             except Exception as exc:  # noqa: BLE001 - login, network and setup errors
                 reason = (str(exc).strip().splitlines() or [""])[0][:200]
-                raise UserInputError(f"W&B tracker: cannot start a run "
-                                     f"({type(exc).__name__}: {reason}); log in with "
-                                     "`wandb login`, or set WANDB_MODE=offline") from None
+                raise InputError(f"W&B tracker: cannot start a run "
+                                 f"({type(exc).__name__}: {reason}); log in with "
+                                 "`wandb login`, or set WANDB_MODE=offline") from None
         return self.run
 
     def log_config(self, config: Dict) -> None:
@@ -262,5 +262,5 @@ def make_trackers(names: Iterable[str], out_dir: Optional[Path]):
         elif name == "wandb":
             trackers.append(WandbTracker(out_dir.resolve().name, out_dir))
         else:
-            raise ValueError(f"tracker {name!r}: expected tensorboard, mlflow or wandb")
+            raise InvalidArgumentError(f"tracker {name!r}: expected tensorboard, mlflow or wandb")
     return trackers

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from mmkgc_pyg.checkpoint import save_checkpoint
 from mmkgc_pyg.data.kg import KGDataset
-from mmkgc_pyg.errors import UserInputError
+from mmkgc_pyg.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from mmkgc_pyg.evaluation import FilterIndex, LinkPredictionQueries, evaluate_link_prediction
 from mmkgc_pyg.io import atomic_torch_save
 from mmkgc_pyg.nn.mat import MAT
@@ -25,19 +25,6 @@ from mmkgc_pyg.training.objective import GeneratorLoss, ModelLoss
 from mmkgc_pyg.training.sampler import NegativeSampler
 from mmkgc_pyg.training.stoppers import EarlyStopper
 from mmkgc_pyg.training.trackers import Tracker, make_trackers
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped between two steps because :meth:`Trainer.request_stop` was
-    called (e.g. by a signal handler); the trainer's state is that of the last step."""
-
-    def __init__(self, signal_number: int, epoch: int, step: int):
-        super().__init__(f"interrupted at epoch {epoch}, after step {step}")
-        self.signal_number, self.epoch, self.step = signal_number, epoch, step
 
 
 @contextmanager
@@ -435,18 +422,18 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # unpickling errors vary by torch version
-            raise UserInputError(f"{path}: expected a training checkpoint of this run "
-                                 f"({exc.__class__.__name__})") from None
+            raise CheckpointError(f"{path}: expected a training checkpoint of this run "
+                                  f"({exc.__class__.__name__})") from None
         if not isinstance(state, dict) or state.get("run_id") != self.run_id:
             found = state.get("run_id") if isinstance(state, dict) else None
-            raise UserInputError(f"{path}: belongs to another run (run id {found}, while "
-                                 f"config.json is run {self.run_id}); start a new run "
-                                 f"instead of resuming")
+            raise CheckpointError(f"{path}: belongs to another run (run id {found}, while "
+                                  f"config.json is run {self.run_id}); start a new run "
+                                  f"instead of resuming")
         try:
             self.load_state_dict(state)
         except Exception as exc:  # missing keys or mismatched shapes: not this run's
-            raise UserInputError(f"{path}: expected a training checkpoint of this run "
-                                 f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
+            raise CheckpointError(f"{path}: expected a training checkpoint of this run "
+                                  f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
         if self.rank != 0:
             return
         # model.pt may hold a best model of an epoch after the checkpoint: redo it too.

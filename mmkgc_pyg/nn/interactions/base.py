@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.utils import SCORE_BUDGET, csr_rows
 
 
@@ -35,7 +36,8 @@ class Interaction(torch.nn.Module):
     def __init__(self, hidden_channels: int, margin: float = 12.0):
         super().__init__()
         if hidden_channels < 1:
-            raise ValueError(f"hidden_channels={hidden_channels}: expected a positive size")
+            raise InvalidArgumentError(f"hidden_channels={hidden_channels}: expected a positive "
+                                       f"size")
         self.hidden_channels = hidden_channels
         self.margin = float(margin)
 
@@ -100,9 +102,9 @@ class Interaction(torch.nn.Module):
         ``k`` is clamped to the number of entities. Queries are scored in blocks of at
         most ``SCORE_BUDGET`` scores."""
         if (filter_ptr is None) != (filter_idx is None):
-            raise ValueError("topk: expected both filter_ptr and filter_idx, or neither")
+            raise InvalidArgumentError("topk: expected both filter_ptr and filter_idx, or neither")
         if k < 1:
-            raise ValueError(f"topk: expected k >= 1, got {k}")
+            raise InvalidArgumentError(f"topk: expected k >= 1, got {k}")
         num_queries, num_entities = query.size(0), entities.size(0)
         k = min(k, num_entities)
         step = max(1, SCORE_BUDGET // max(1, num_entities))
