@@ -14,7 +14,7 @@ and optionally writes every figure as JSON. Sections (each runs even if another 
    D = 500), as a fraction of the copy bandwidth measured in the same run;
 3. ms per training step and seconds per DB15K epoch at the paper's configuration for
    each variant of ``workloads.TRAINING_VARIANTS``;
-4. the kernel tests (``tests/test_kernel_*.py`` and the CUDA-only training tests) on the
+4. the kernel tests (``tests/kernels/`` and the CUDA-only training tests) on the
    GPU (``--kernel-device cuda``), pass/fail.
 
 The same workloads are timed by ``pytest benchmarks/ --benchmark-only`` (see
@@ -37,8 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL_TESTS = ["tests/test_kernel_adamf_fusion.py", "tests/test_kernel_rotate.py",
-                "tests/test_kernel_rotate_train.py", "tests/test_training_cuda.py"]
+KERNEL_TESTS = ["tests/kernels", "tests/training/test_cuda.py"]
 
 
 def parse_args(argv=None):

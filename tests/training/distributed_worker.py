@@ -1,7 +1,7 @@
 """Trains a small AdaMF-MAT model in one process, or in each of several under torchrun;
 every rank saves its final parameters and its test metrics (each rank ranks its share of
 the queries), and the metrics of a fixed untrained model. Used by
-test_training_distributed.py."""
+test_distributed.py."""
 import json
 import os
 import sys
