@@ -206,9 +206,9 @@ def filtered_test_ranking(dataset: KGDataset, config: TrainConfig, device: torch
 
     @torch.no_grad()
     def rank() -> Ranks:
-        if model.scorer.fused_ranking(vectors, joint):
-            return Ranks(*model.scorer.rank_counts(vectors, joint, *args))
-        return Ranks.from_scores(model.scorer.score_all(vectors, joint), *args)
+        if model.interaction.fused_ranking(vectors, joint):
+            return Ranks(*model.interaction.rank_counts(vectors, joint, *args))
+        return Ranks.from_scores(model.interaction.score_all(vectors, joint), *args)
 
     def evaluate():
         return evaluate_link_prediction(model, queries)

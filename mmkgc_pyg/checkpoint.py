@@ -15,7 +15,7 @@ from mmkgc_pyg.io import atomic_torch_save
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
 
-FORMAT = "mmkgc-pyg/2"
+FORMAT = "mmkgc-pyg/3"
 
 
 def model_config(model: MMKGCModel) -> Dict:
@@ -27,8 +27,8 @@ def model_config(model: MMKGCModel) -> Dict:
         "sparse": model.sparse,
         "feature_shapes": [[n, list(x.shape)] for n, x in getattr(model, "features", {}).items()],
         "train_features": model.train_features,
-        "scorer": model.scorer_name,
-        "margin": model.scorer.margin,
+        "interaction": model.interaction_name,
+        "margin": model.interaction.margin,
         "feature_dtype": (str(next(iter(model.features.values())).dtype).split(".")[1]
                           if model.adamf is not None else "float32"),
     }
@@ -100,7 +100,7 @@ def _validated(path: Path, payload: Dict):
             raise bad(f"expected a {kind.__name__} under {key!r}")
     config, state = dict(payload["config"]), payload["state_dict"]
     expected = {"num_nodes", "num_relations", "hidden_channels", "sparse", "feature_shapes",
-                "train_features", "scorer", "margin", "feature_dtype"}
+                "train_features", "interaction", "margin", "feature_dtype"}
     if set(config) != expected:
         raise bad(f"expected config keys {sorted(expected)}, got {sorted(config)}")
     for key in ("num_nodes", "num_relations", "hidden_channels"):
@@ -112,8 +112,8 @@ def _validated(path: Path, payload: Dict):
     if config["feature_dtype"] not in ("float32", "bfloat16", "float16"):
         raise bad(f"expected feature_dtype float32, bfloat16 or float16, got "
                   f"{config['feature_dtype']!r}")
-    if config["scorer"] not in INTERACTIONS:
-        raise bad(f"expected scorer in {sorted(INTERACTIONS)}, got {config['scorer']!r}")
+    if config["interaction"] not in INTERACTIONS:
+        raise bad(f"expected interaction in {sorted(INTERACTIONS)}, got {config['interaction']!r}")
     margin = config["margin"]
     if not isinstance(margin, (int, float)) or not 0 < margin < math.inf:
         raise bad(f"expected a positive finite margin, got {margin!r}")
@@ -124,7 +124,7 @@ def _validated(path: Path, payload: Dict):
         raise bad("expected feature_shapes as [[name, [rows, columns]], ...]")
     # Every tensor the configuration implies must be in the file with that shape: the
     # file's own tensors bound what building the model allocates.
-    interaction = INTERACTIONS[config["scorer"]](config["hidden_channels"], margin)
+    interaction = INTERACTIONS[config["interaction"]](config["hidden_channels"], margin)
     implied = {"node_emb.weight": [config["num_nodes"], interaction.entity_channels],
                "rel_emb.weight": [config["num_relations"], interaction.relation_channels],
                **{f"features.{name}": shape for name, shape in shapes}}

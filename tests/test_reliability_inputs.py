@@ -148,7 +148,7 @@ def corrupt(trained, tmp_path, change):
 @pytest.mark.parametrize("change, expected", [
     (lambda p: p["config"].pop("margin"), "expected config keys"),
     (lambda p: p["config"].update(hidden_channels="4"), "hidden_channels to be a positive int"),
-    (lambda p: p["config"].update(scorer="hole"), "expected scorer in"),
+    (lambda p: p["config"].update(interaction="hole"), "expected interaction in"),
     (lambda p: p["config"].update(num_nodes=10**12), "node_emb.weight of shape"),
     (lambda p: p["state_dict"].update({"rel_emb.weight": torch.zeros(2, 2)}),
      "rel_emb.weight of shape"),

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from mmkgc_pyg.cli import train as train_cli
 from mmkgc_pyg.cli.run_folder import locked

@@ -142,8 +142,8 @@ def check_run(dataset: KGDataset, config: TrainConfig, args: argparse.Namespace)
 
 def build_model(dataset, config: TrainConfig) -> MMKGCModel:
     features = dataset.features if config.modalities else {}
-    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim, config.sparse,
-                      features=features, masks=dataset.masks, scorer=config.scorer,
+    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim, sparse=config.sparse,
+                      features=features, masks=dataset.masks, interaction=config.interaction,
                       margin=config.margin, train_features=config.train_features,
                       feature_dtype=getattr(torch, config.feature_dtype))
 
@@ -218,7 +218,7 @@ def memory_plan(dataset, config: TrainConfig, device: torch.device) -> Tuple[int
     trained float costs itself, its gradient and two Adam moments (16 bytes in float32),
     or with ``sparse`` itself and the moments (the gradients hold the touched rows only);
     a frozen feature table costs itself."""
-    interaction = INTERACTIONS[config.scorer](config.dim, config.margin)
+    interaction = INTERACTIONS[config.interaction](config.dim, config.margin)
     per_trained = 3 if config.sparse else 4
     tables = (dataset.num_entities * interaction.entity_channels
               + dataset.num_relations * interaction.relation_channels)

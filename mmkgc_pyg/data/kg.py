@@ -33,7 +33,7 @@ The split names are ``train``, ``valid`` and ``test``; PyG's ``val`` is accepted
 import hashlib
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -198,18 +198,13 @@ class KGDataset:
         if len(splits) == 1:
             if not all(hasattr(data, _MASKS[s]) for s in SPLITS):
                 raise InvalidArgumentError("from_data: expected train_mask, val_mask and "
-                                           "test_mask, or "
-                                           "val_data and test_data")
+                                           "test_mask, or val_data and test_data")
             triples = [triples[0][data[_MASKS[s]]] for s in SPLITS]
         names = {key: list(getattr(data, key)) if getattr(data, key, None) is not None
                  else [str(i) for i in range(count)]
                  for key, count in (("entity_names", num_entities),
                                     ("relation_names", num_relations))}
-        modalities = getattr(data, "modalities", None) or sorted(
-            key[2:] for key in data.keys() if key.startswith("x_"))
-        features = {m: data[f"x_{m}"] for m in modalities}
-        masks = {m: data[f"mask_{m}"] if f"mask_{m}" in data else
-                 torch.ones(num_entities, dtype=torch.bool) for m in modalities}
+        features, masks = modality_tables(data)
         categories = {}
         if len(splits) == 1 and getattr(data, "test_category", None) is not None:
             test_rows = data.test_category[data.test_mask]
@@ -217,25 +212,6 @@ class KGDataset:
         return cls(name or getattr(data, "name", None) or "graph", num_entities, num_relations,
                    *triples, names["entity_names"], names["relation_names"], features, masks,
                    categories)
-
-    def drop_modalities(self, rate: float,
-                        generator: Optional[torch.Generator] = None) -> "KGDataset":
-        r"""A copy in which a random ``round(rate * N)`` entities lose *all* their
-        modality features (mask ``False``, rows zeroed): the paper's modality-missing
-        setting. Triples are shared with ``self``."""
-        if not 0.0 <= rate <= 1.0:
-            raise InvalidArgumentError(f"rate={rate}: expected a fraction in [0, 1]")
-        num_drop = round(rate * self.num_entities)
-        dropped = torch.randperm(self.num_entities, generator=generator)[:num_drop]
-        keep = torch.ones(self.num_entities, dtype=torch.bool)
-        keep[dropped] = False
-        masks = {m: mask & keep for m, mask in self.masks.items()}
-        features = {m: x * masks[m].unsqueeze(1).to(x.dtype) for m, x in self.features.items()}
-        return replace(self, features=features, masks=masks)
-
-    def without_modalities(self) -> "KGDataset":
-        r"""A structure-only copy (no features, no masks)."""
-        return replace(self, features={}, masks={})
 
     def __repr__(self) -> str:
         mods = ", ".join(f"{m}: {self.features[m].size(1)}-d, {int(self.masks[m].sum())} present"
@@ -315,6 +291,18 @@ def triple_keys(triples: Tensor, num_entities: int, num_relations: int) -> Tenso
                                    f"got {num_relations} * {num_entities}**2")
     head, rel, tail = triples.unbind(-1)
     return (head * num_relations + rel) * num_entities + tail
+
+
+def modality_tables(data: Data) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+    r"""The modalities of a PyG graph: features ``x_<m>`` ``[N, d_m]`` and availability
+    ``mask_<m>`` ``[N]`` (present everywhere when absent), in the order of
+    ``data.modalities`` (sorted names when that is not set)."""
+    modalities = getattr(data, "modalities", None) or sorted(
+        key[2:] for key in data.keys() if key.startswith("x_"))
+    features = {m: data[f"x_{m}"] for m in modalities}
+    masks = {m: data[f"mask_{m}"] if f"mask_{m}" in data else
+             torch.ones(int(data.num_nodes), dtype=torch.bool) for m in modalities}
+    return features, masks
 
 
 def triples_from_data(data: Data) -> Tensor:

@@ -4,7 +4,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.kernels.utils import csr_rows
+from mmkgc_pyg.score_blocks import csr_rows
 
 
 class FilterIndex:

@@ -8,14 +8,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.distributed import process_group
 from mmkgc_pyg.errors import InvalidArgumentError, NonFiniteModelError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.evaluation.metrics import direction_metrics, rank_metrics
+from mmkgc_pyg.evaluation.ranking_model import RankingModel
 from mmkgc_pyg.evaluation.ranks import Ranks, distinct_rows, stream_ranks
-from mmkgc_pyg.kernels.utils import SCORE_BUDGET
-
-RANK_TYPE = "realistic"
-
+from mmkgc_pyg.score_blocks import SCORE_BUDGET
 
 @dataclass
 class LinkPredictionQueries:
@@ -58,7 +57,7 @@ class LinkPredictionQueries:
         return LinkPredictionQueries(*(x.to(device) for x in (
             self.triples, self.target, self.filter_ptr, self.filter_idx)), self.both_sides)
 
-    def vectors(self, model, joint: Tensor) -> Tensor:
+    def vectors(self, model: RankingModel, joint: Tensor) -> Tensor:
         """The query vectors ``[len(self), D]`` from all entities' joint embeddings."""
         head, rel, tail = self.triples.unbind(1)
         tails = model.tail_queries(head, rel, joint)
@@ -87,7 +86,8 @@ class LinkPredictionQueries:
 
 
 @torch.no_grad()
-def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int = 0,
+def link_prediction_ranks(model: RankingModel, queries: LinkPredictionQueries,
+                          batch_size: int = 0,
                           fusion_mask: Optional[Tensor] = None,
                           progress: bool = False) -> Ranks:
     r"""Ranks of every query's target among all entities.
@@ -101,7 +101,8 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
     all receive every rank.
 
     Args:
-        model: an :class:`~mmkgc_pyg.nn.MMKGCModel`.
+        model: a :class:`~mmkgc_pyg.evaluation.RankingModel` (e.g. an
+            :class:`~mmkgc_pyg.nn.MMKGCModel`).
         queries: the queries, targets and filter lists.
         batch_size: at most this many queries per ranking call (0: as many as fit).
         fusion_mask: overrides the model's modality availability (modality-missing runs).
@@ -115,15 +116,15 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
     if not (torch.isfinite(joint).all() & torch.isfinite(vectors).all()):
         raise NonFiniteModelError("the model's entity embeddings or relation queries hold NaN "
                                   "or infinite values: its ranks would be meaningless")
-    rank, world = _process_group()
+    rank, world = process_group()
     mine = queries.share(rank, world)
     start, stop = mine
     target, ptr, idx = queries.slice(start, stop)
-    scorer = model.scorer
-    if scorer.fused_ranking(vectors, joint):
+    interaction = model.interaction
+    if interaction.fused_ranking(vectors, joint):
         step = max(1, batch_size or (stop - start))
         bounds = ptr[::step].tolist() + [idx.numel()] if step < stop - start else [0, idx.numel()]
-        parts = [Ranks(*scorer.rank_counts(vectors[start + low_q:start + low_q + step], joint,
+        parts = [Ranks(*interaction.rank_counts(vectors[start + low_q:start + low_q + step], joint,
                                            target[low_q:low_q + step],
                                            ptr[low_q:low_q + step + 1] - low, idx[low:high]))
                  for low_q, low, high in tqdm(zip(range(0, stop - start, step), bounds,
@@ -133,15 +134,9 @@ def link_prediction_ranks(model, queries: LinkPredictionQueries, batch_size: int
         ranks = Ranks.cat(parts) if parts else Ranks(target.new_zeros(0), target.new_zeros(0))
     else:
         budget = min(SCORE_BUDGET, batch_size * joint.size(0)) if batch_size else SCORE_BUDGET
-        ranks = stream_ranks(scorer.score_all, scorer.match, vectors[start:stop],
+        ranks = stream_ranks(interaction.score_all, interaction.match, vectors[start:stop],
                              distinct_rows(joint), target, ptr, idx, budget, progress)
     return _gather(ranks, queries, world) if world > 1 else ranks
-
-
-def _process_group():
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _gather(ranks: Ranks, queries: "LinkPredictionQueries", world: int) -> Ranks:
@@ -158,7 +153,8 @@ def _gather(ranks: Ranks, queries: "LinkPredictionQueries", world: int) -> Ranks
     return Ranks(*parts)
 
 
-def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor],
+def evaluate_link_prediction(model: RankingModel,
+                             queries: Union[LinkPredictionQueries, Tensor],
                              filter_index: Optional[FilterIndex] = None,
                              batch_size: int = 0,
                              categories: Optional[Dict[str, Tensor]] = None,
@@ -176,7 +172,7 @@ def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor
         if filter_index is None:
             raise InvalidArgumentError("evaluate_link_prediction: expected filter_index with "
                                        "triples")
-        queries = LinkPredictionQueries.build(queries.to(model.node_emb.weight.device),
+        queries = LinkPredictionQueries.build(queries.to(model.device),
                                               filter_index)
     if not queries.both_sides:
         raise InvalidArgumentError("evaluate_link_prediction: expected queries of both sides")
@@ -187,7 +183,8 @@ def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor
     finally:
         model.train(was_training)
     head, tail = queries.split(ranks)
-    metrics = {"rank_type": RANK_TYPE, **direction_metrics(head.realistic, tail.realistic),
+    # The headline figures use realistic ranks (exact for ties); the others sit beside them.
+    metrics = {"rank_type": "realistic", **direction_metrics(head.realistic, tail.realistic),
                "optimistic": rank_metrics(ranks.optimistic),
                "pessimistic": rank_metrics(ranks.pessimistic)}
     if categories:
@@ -203,14 +200,14 @@ def evaluate_link_prediction(model, queries: Union[LinkPredictionQueries, Tensor
     return metrics
 
 
-def missing_modality_mask(model, rate: float, seed: int) -> Optional[Tensor]:
+def missing_modality_mask(model: RankingModel, rate: float, seed: int) -> Optional[Tensor]:
     """The fusion mask of the modality-missing setting: the model's own availability with
     all modalities of a random ``round(rate * N)`` entities hidden (None when ``rate`` is
     0). It depends on the model alone, not on which feature files a dataset was loaded
     with: the model carries its feature tables and availability."""
     if rate == 0:
         return None
-    if model.adamf is None:
+    if model.fusion_mask is None:
         raise InvalidArgumentError("the modality-missing setting needs a model with modalities")
     if not 0 < rate <= 1:
         raise InvalidArgumentError(f"rate={rate}: expected a fraction in [0, 1]")
@@ -221,7 +218,8 @@ def missing_modality_mask(model, rate: float, seed: int) -> Optional[Tensor]:
     return mask
 
 
-def evaluate_splits(model, dataset, filter_index: FilterIndex, batch_size: int = 0,
+def evaluate_splits(model: RankingModel, dataset, filter_index: FilterIndex,
+                    batch_size: int = 0,
                     drop_modality_rate: float = 0.0, seed: int = 0,
                     valid: Optional[Dict] = None, raw_splits: bool = False,
                     progress: bool = False) -> Dict:
@@ -231,7 +229,7 @@ def evaluate_splits(model, dataset, filter_index: FilterIndex, batch_size: int =
     a fraction of entities, and how many triples each used. ``valid`` passes already
     computed valid metrics (not evaluated twice)."""
     fusion_mask = missing_modality_mask(model, drop_modality_rate, seed)
-    device = model.node_emb.weight.device
+    device = model.device
     triples = {split: dataset.evaluation_triples(split, raw_splits).to(device)
                for split in ("valid", "test")}
     if valid is None:

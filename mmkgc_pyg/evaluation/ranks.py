@@ -17,11 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mmkgc_pyg.errors import InvalidArgumentError
-from mmkgc_pyg.kernels.utils import SCORE_BUDGET, check_csr, csr_rows
-
-RANK_TYPES = ("optimistic", "pessimistic", "realistic")
-
+from mmkgc_pyg.score_blocks import SCORE_BUDGET, check_csr, csr_rows
 
 @dataclass
 class Ranks:
@@ -40,12 +36,6 @@ class Ranks:
     @property
     def realistic(self) -> Tensor:
         return 1 + self.better + 0.5 * self.tied.float()
-
-    def get(self, rank_type: str) -> Tensor:
-        if rank_type not in RANK_TYPES:
-            raise InvalidArgumentError(f"rank_type={rank_type!r}: expected one of "
-                                       f"{', '.join(RANK_TYPES)}")
-        return getattr(self, rank_type)
 
     def __len__(self) -> int:
         return self.better.numel()
@@ -119,8 +109,9 @@ _INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def stream_ranks(score: Callable[[Tensor, Tensor], Tensor],
-                 match: Callable[[Tensor, Tensor], Tensor], query: Tensor, entities: DistinctRows, target: Tensor, filter_ptr: Tensor,
-                 filter_idx: Tensor, budget: int, progress: bool = False) -> Ranks:
+                 match: Callable[[Tensor, Tensor], Tensor], query: Tensor,
+                 entities: DistinctRows, target: Tensor, filter_ptr: Tensor, filter_idx: Tensor,
+                 budget: int, progress: bool = False) -> Ranks:
     r"""Ranks of ``target[b]`` for queries ``[B, D]`` against every entity, where an
     entity's score is its distinct row's: ``score(queries, rows)`` gives ``[b, k]`` blocks
     of at most ``budget`` scores, so memory stays bounded for any number of entities.

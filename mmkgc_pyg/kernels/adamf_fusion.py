@@ -30,10 +30,23 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
-from mmkgc_pyg.kernels.utils import (FUSION_SUM_BLOCKS, HAS_TRITON, fusion_blocks,
-                                     max_programs, tl, triton, use_triton)
+from mmkgc_pyg.kernels.utils import HAS_TRITON, max_programs, tl, triton, use_triton
 
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+# AdaMF fusion: floats per [BLOCK_N, M_PAD, BLOCK_D] tile (~32 registers a thread at 4
+# warps), and the blocks of the deterministic sum of the attention-gradient partials.
+FUSION_TILE = 4096
+FUSION_SUM_BLOCKS = {"BLOCK_P": 32, "BLOCK_D": 128}
+
+
+def fusion_blocks(m_pad: int, d: int) -> Tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_D, num_warps) of the fusion kernels: whole rows of all ``m_pad``
+    (a power of two) modalities in registers."""
+    block_d = max(16, triton.next_power_of_2(d))
+    row = m_pad * block_d
+    block_n = max(1, min(16, FUSION_TILE // row))
+    return block_n, block_d, max(4, min(16, 4 * row // FUSION_TILE))
 
 
 def _check(embs: Tensor, attn: Tensor, mask: Optional[Tensor]) -> None:

@@ -27,10 +27,23 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
-from mmkgc_pyg.kernels.utils import (HAS_TRITON, INTERPRETED, ROTATE_ENTITY_PAD,
-                                     ROTATE_INTERPRETER_TILE, ROTATE_PAIR_BLOCK,
-                                     ROTATE_QUERY_PAD, ROTATE_TILE_CONFIGS, check_csr,
-                                     csr_rows, tl, triton, use_triton)
+from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_triton
+from mmkgc_pyg.score_blocks import check_csr, csr_rows
+
+# RotatE ranking and scoring tiles: autotuned on a GPU (once per (N, k)); small and fixed
+# in the interpreter, where autotuning would be slow. Each thread holds all BLOCK_B rows x
+# 4 contiguous columns of its tile (rotate._distance): BLOCK_N = 128 * num_warps, and
+# BLOCK_B * 4 accumulators per thread.
+ROTATE_INTERPRETER_TILE = {"BLOCK_B": 8, "BLOCK_N": 16}
+ROTATE_TILE_CONFIGS = [
+    triton.Config({"BLOCK_B": block_b, "BLOCK_N": block_n}, num_warps=warps)
+    for block_b, block_n, warps in ((8, 512, 4), (16, 512, 4), (32, 512, 4), (16, 1024, 8),
+                                    (32, 1024, 8))
+] if HAS_TRITON else []
+ROTATE_PAIR_BLOCK = 32 if INTERPRETED else 128
+# Query columns are padded to a multiple of every BLOCK_B, so query loads need no mask;
+# entity columns to a multiple of 16, so rows stay aligned for vector loads.
+ROTATE_QUERY_PAD, ROTATE_ENTITY_PAD = 64, 16
 
 # The reference broadcasts a chunk of queries against all entities; this bounds the size of
 # each [chunk, N, 2k] temporary (in elements).

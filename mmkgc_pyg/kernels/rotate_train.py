@@ -22,7 +22,11 @@ from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.kernels.rotate import check_complex_embeddings, complex_distance
-from mmkgc_pyg.kernels.utils import GATHER_BLOCKS, HAS_TRITON, tl, triton, use_triton
+from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_triton
+
+# RotatE training scores: blocks of BLOCK_C candidates x BLOCK_K complex dimensions.
+GATHER_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if INTERPRETED else
+                 {"BLOCK_C": 16, "BLOCK_K": 64, "num_warps": 4})
 
 
 

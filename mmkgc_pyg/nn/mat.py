@@ -24,7 +24,7 @@ class MAT(torch.nn.Module):
     Args:
         modalities (List[str]): the model's extra modalities, in its order.
         entity_channels (int): size :math:`D` of the model's real entity vectors
-            (``model.scorer.entity_channels``: twice PyG's ``hidden_channels`` for RotatE
+            (``model.interaction.entity_channels``: twice PyG's ``hidden_channels`` for RotatE
             and ComplEx, whose embeddings are complex).
         noise_channels (int): noise size (64 in the paper).
         generator_channels (int): hidden size of each generator (512 in the paper).

@@ -7,15 +7,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.kge import KGEModel
 
+from mmkgc_pyg.data.kg import modality_tables
 from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
                                   evaluate_link_prediction, link_prediction_ranks)
-from mmkgc_pyg.kernels.utils import SCORE_BUDGET
 from mmkgc_pyg.nn.adamf import AdaMF
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.loss import self_adversarial_sigmoid_loss
 from mmkgc_pyg.nn.prediction import Prediction, predict_by_name
 from mmkgc_pyg.nn.touched import touched_entities
+from mmkgc_pyg.score_blocks import SCORE_BUDGET
 
 
 class MMKGCModel(KGEModel):
@@ -42,6 +43,8 @@ class MMKGCModel(KGEModel):
         num_relations (int): number of relations.
         hidden_channels (int): the embedding size as in PyG: complex dimensions for
             ``rotate`` and ``complex``, real dimensions for ``transe`` and ``distmult``.
+        margin (float): the margin :math:`\gamma` (PyG's ``RotatE`` order: the fourth
+            positional argument; the rest are keyword-only after ``sparse``).
         sparse (bool): sparse gradients of the rows of ``node_emb``, ``rel_emb`` and the
             feature tables that a batch touches (as in PyG; train with a sparse optimiser
             such as :class:`torch.optim.SparseAdam`), so that a step's cost does not grow
@@ -49,61 +52,59 @@ class MMKGCModel(KGEModel):
         features (Dict[str, torch.Tensor], optional): raw features ``[N, d_m]`` per
             modality; the dict's order is the order of the modality weights.
         masks (Dict[str, torch.Tensor], optional): availability ``[N]`` per modality.
-        scorer (str): the score function, ``"rotate"``, ``"transe"``, ``"distmult"`` or
+        interaction (str): the score function, ``"rotate"``, ``"transe"``, ``"distmult"`` or
             ``"complex"`` (:mod:`mmkgc_pyg.nn.interactions`).
-        margin (float): the margin :math:`\gamma`.
         train_features (bool): fine-tune the raw feature tables.
         feature_dtype (torch.dtype): how the feature tables are stored: ``float32``, or
             ``bfloat16``/``float16`` to halve their memory (projected in float32).
     """
 
     def __init__(self, num_nodes: int, num_relations: int, hidden_channels: int,
-                 sparse: bool = False, *, features: Optional[Dict[str, Tensor]] = None,
-                 masks: Optional[Dict[str, Tensor]] = None, scorer: str = "rotate",
-                 margin: float = 12.0, train_features: bool = True,
-                 feature_dtype: torch.dtype = torch.float32):
+                 margin: float = 12.0, sparse: bool = False, *,
+                 features: Optional[Dict[str, Tensor]] = None,
+                 masks: Optional[Dict[str, Tensor]] = None, interaction: str = "rotate",
+                 train_features: bool = True, feature_dtype: torch.dtype = torch.float32):
         # KGEModel.__init__ would build [N, hidden_channels] tables; a complex interaction
         # needs 2 * hidden_channels reals per entity, so the tables are built here.
         torch.nn.Module.__init__(self)
-        if scorer not in INTERACTIONS:
-            raise InvalidArgumentError(f"scorer={scorer!r}: expected one of "
-                                       f"{', '.join(INTERACTIONS)}")
-        for name, value in (("num_nodes", num_nodes), ("num_relations", num_relations)):
-            if not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"{name}={value!r}: expected a positive int")
+        _check_arguments(num_nodes, num_relations, hidden_channels, margin, sparse, interaction,
+                         train_features)
         features = dict(features or {})
         masks = dict(masks or {})
         self.num_nodes = num_nodes
         self.num_relations = num_relations
         self.hidden_channels = hidden_channels
         self.sparse = sparse
-        self.scorer_name = scorer
+        self.interaction_name = interaction
         self.train_features = train_features
         self.modalities: List[str] = list(features)
         self.entity_names: Optional[List[str]] = None
         self.relation_names: Optional[List[str]] = None
 
-        self.scorer = INTERACTIONS[scorer](hidden_channels, margin)
-        self.node_emb = torch.nn.Embedding(num_nodes, self.scorer.entity_channels, sparse=sparse)
-        self.rel_emb = torch.nn.Embedding(num_relations, self.scorer.relation_channels,
+        self.interaction = INTERACTIONS[interaction](hidden_channels, margin)
+        self.node_emb = torch.nn.Embedding(num_nodes, self.interaction.entity_channels,
+                                           sparse=sparse)
+        self.rel_emb = torch.nn.Embedding(num_relations, self.interaction.relation_channels,
                                           sparse=sparse)
         # Initialised here and again in reset_parameters, so that a seed builds the same
         # weights as mmkgc-pyg 0.1 did.
-        self.scorer.reset_relations(self.rel_emb.weight)
+        self.interaction.reset_relations(self.rel_emb.weight)
         self.adamf = None
+        # Availability [N, 1 + M] of the modalities (None without any): a buffer, so it
+        # follows .to() and the state dict.
+        self.register_buffer("fusion_mask", None)
         if self.modalities:
             if feature_dtype not in (torch.float32, torch.bfloat16, torch.float16):
                 raise InvalidArgumentError(f"feature_dtype={feature_dtype}: expected float32, "
-                                           f"bfloat16 "
-                                           "or float16")
+                                           "bfloat16 or float16")
             self.features = torch.nn.ParameterDict({
                 name: torch.nn.Parameter(x.detach().to(feature_dtype).clone(),
                                          requires_grad=train_features)
                 for name, x in features.items()
             })
             self.adamf = AdaMF({n: x.size(1) for n, x in features.items()},
-                               self.scorer.entity_channels)
-            self.register_buffer("fusion_mask", self.build_fusion_mask(masks))
+                               self.interaction.entity_channels)
+            self.fusion_mask = self.build_fusion_mask(masks)
         self.reset_parameters()
 
     @classmethod
@@ -111,20 +112,22 @@ class MMKGCModel(KGEModel):
         """A model for a PyG ``Data`` graph (e.g. ``DB15K(root)[0]``): its sizes, and its
         ``x_<m>`` features and ``mask_<m>`` masks as modalities; ``kwargs`` as in the
         constructor."""
-        modalities = getattr(data, "modalities", None) or sorted(
-            key[2:] for key in data.keys() if key.startswith("x_"))
+        features, masks = modality_tables(data)
         num_relations = getattr(data, "num_relations", None) or int(data.edge_type.max()) + 1
-        return cls(int(data.num_nodes), int(num_relations), hidden_channels,
-                   features={m: data[f"x_{m}"] for m in modalities},
-                   masks={m: data[f"mask_{m}"] for m in modalities if f"mask_{m}" in data},
-                   **kwargs)
+        return cls(int(data.num_nodes), int(num_relations), hidden_channels, features=features,
+                   masks=masks, **kwargs)
 
     def reset_parameters(self):
         with torch.no_grad():
-            self.scorer.reset_relations(self.rel_emb.weight)
-            self.scorer.reset_entities(self.node_emb.weight)
+            self.interaction.reset_relations(self.rel_emb.weight)
+            self.interaction.reset_entities(self.node_emb.weight)
         if self.adamf is not None:
             self.adamf.reset_parameters()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are."""
+        return self.node_emb.weight.device
 
     @property
     def modality_names(self) -> List[str]:
@@ -214,15 +217,15 @@ class MMKGCModel(KGEModel):
         """Scores ``[B]`` of the triples (higher = more plausible)."""
         joint = self.entity_embeddings(torch.cat([head_index, tail_index]))
         head, tail = joint.split([head_index.numel(), tail_index.numel()])
-        return self.scorer(head, self.rel_emb(rel_type), tail)
+        return self.interaction(head, self.rel_emb(rel_type), tail)
 
     def tail_queries(self, head_index: Tensor, rel_type: Tensor, joint: Tensor) -> Tensor:
         """Queries of ``(head, rel, ?)`` from all entities' joint embeddings."""
-        return self.scorer.tail_query(joint[head_index], self.rel_emb(rel_type))
+        return self.interaction.tail_query(joint[head_index], self.rel_emb(rel_type))
 
     def head_queries(self, rel_type: Tensor, tail_index: Tensor, joint: Tensor) -> Tensor:
         """Queries of ``(?, rel, tail)`` from all entities' joint embeddings."""
-        return self.scorer.head_query(self.rel_emb(rel_type), joint[tail_index])
+        return self.interaction.head_query(self.rel_emb(rel_type), joint[tail_index])
 
     def candidate_scores(self, head_index: Tensor, rel_type: Tensor, tail_index: Tensor,
                          candidates: Tensor, corrupt_head: Tensor,
@@ -238,17 +241,17 @@ class MMKGCModel(KGEModel):
         query = torch.where(corrupt_head[:, None],
                             self.head_queries(rel_type, tail_index, joint),
                             self.tail_queries(head_index, rel_type, joint))
-        return self.scorer.score_candidates(query, joint, candidates)
+        return self.interaction.score_candidates(query, joint, candidates)
 
     def score_tails(self, head_index: Tensor, rel_type: Tensor) -> Tensor:
         """Scores ``[B, N]`` of every entity as the tail of ``(head, rel, ?)``."""
         joint = self.entity_embeddings()
-        return self.scorer.score_all(self.tail_queries(head_index, rel_type, joint), joint)
+        return self.interaction.score_all(self.tail_queries(head_index, rel_type, joint), joint)
 
     def score_heads(self, rel_type: Tensor, tail_index: Tensor) -> Tensor:
         """Scores ``[B, N]`` of every entity as the head of ``(?, rel, tail)``."""
         joint = self.entity_embeddings()
-        return self.scorer.score_all(self.head_queries(rel_type, tail_index, joint), joint)
+        return self.interaction.score_all(self.head_queries(rel_type, tail_index, joint), joint)
 
     def predict_tails(self, head_index: Tensor, rel_type: Tensor, k: int = 10,
                       exclude: Optional[Tuple[Tensor, Tensor]] = None
@@ -259,7 +262,7 @@ class MMKGCModel(KGEModel):
         :meth:`~mmkgc_pyg.evaluation.FilterIndex.answers`; skipped entities that still
         fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``."""
         joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
-        return self.scorer.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
+        return self.interaction.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
                                 *(exclude or (None, None)))
 
     def predict_heads(self, rel_type: Tensor, tail_index: Tensor, k: int = 10,
@@ -268,7 +271,7 @@ class MMKGCModel(KGEModel):
         """The ``k`` most plausible heads of each query ``(?, rel, tail)``, as in
         :meth:`predict_tails`."""
         joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
-        return self.scorer.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
+        return self.interaction.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
                                 *(exclude or (None, None)))
 
     def predict(self, *, relation: str, head: Optional[str] = None,
@@ -330,4 +333,23 @@ class MMKGCModel(KGEModel):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_nodes}, num_relations="
                 f"{self.num_relations}, hidden_channels={self.hidden_channels}, "
-                f"modalities={self.modalities}, scorer={self.scorer_name!r})")
+                f"modalities={self.modalities}, interaction={self.interaction_name!r})")
+
+
+def _check_arguments(num_nodes, num_relations, hidden_channels, margin, sparse, interaction,
+                     train_features) -> None:
+    """Types and ranges of :class:`MMKGCModel`'s arguments (a positional argument in the
+    wrong place fails here, not at the first loss)."""
+    for name, value in (("num_nodes", num_nodes), ("num_relations", num_relations),
+                        ("hidden_channels", hidden_channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidArgumentError(f"{name}={value!r}: expected a positive int")
+    if (not isinstance(margin, (int, float)) or isinstance(margin, bool)
+            or not 0 < margin < float("inf")):
+        raise InvalidArgumentError(f"margin={margin!r}: expected a positive finite number")
+    for name, value in (("sparse", sparse), ("train_features", train_features)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{name}={value!r}: expected a bool")
+    if interaction not in INTERACTIONS:
+        raise InvalidArgumentError(f"interaction={interaction!r}: expected one of "
+                                   f"{', '.join(INTERACTIONS)}")

@@ -54,7 +54,7 @@ class TrainConfig:
                         (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"))
     sampling: str = _option("bernoulli", "which side negatives corrupt",
                             choices=("bernoulli", "uniform"))
-    scorer: str = _option("rotate", "score function",
+    interaction: str = _option("rotate", "score function",
                           choices=("rotate", "transe", "distmult", "complex"))
     modalities: bool = _option(True, "structure-only baseline (plain KGE model)",
                                flag="--no-modalities")

@@ -50,9 +50,9 @@ def fake_scores(model: MMKGCModel, mat: MAT, batch: Tensor, real_head: Tensor,
     fake_head = mat(model, head, rng, grad_to)
     fake_tail = mat(model, tail, rng, grad_to)
     rel_emb = model.rel_emb(rel)
-    return [model.scorer(fake_head, rel_emb, real_tail),
-            model.scorer(real_head, rel_emb, fake_tail),
-            model.scorer(fake_head, rel_emb, fake_tail)]
+    return [model.interaction(fake_head, rel_emb, real_tail),
+            model.interaction(real_head, rel_emb, fake_tail),
+            model.interaction(fake_head, rel_emb, fake_tail)]
 
 
 def mat_term(positive: Tensor, fakes: List[Tensor], adv_temperature: float,
@@ -128,7 +128,7 @@ class GeneratorLoss(torch.nn.Module):
         with torch.no_grad():
             joint = model.entity_embeddings(torch.cat([head, tail]))
             real_head, real_tail = joint.split(head.numel())
-            positive = model.scorer(real_head, model.rel_emb(rel), real_tail)
+            positive = model.interaction(real_head, model.rel_emb(rel), real_tail)
         with frozen(model):
             fakes = fake_scores(model, self.mat, batch, real_head, real_tail, rng, "generators")
         return sum(self_adversarial_sigmoid_loss(fake, positive[:, None], self.adv_temperature)

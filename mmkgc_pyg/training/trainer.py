@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from mmkgc_pyg.checkpoint import save_checkpoint
 from mmkgc_pyg.data.kg import KGDataset
+from mmkgc_pyg.distributed import process_group
 from mmkgc_pyg.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from mmkgc_pyg.evaluation import FilterIndex, LinkPredictionQueries, evaluate_link_prediction
 from mmkgc_pyg.io import atomic_torch_save
@@ -98,8 +99,7 @@ class Trainer:
         self.filter_index = FilterIndex(dataset.known_triples(),
                                         dataset.num_relations).to(self.device)
         self._queries: Dict[str, LinkPredictionQueries] = {}
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) \
-            if dist.is_available() and dist.is_initialized() else (0, 1)
+        self.rank, self.world_size = process_group()
         # Sparse gradients have data-dependent sizes: no CUDA graph for a sparse model.
         self.graphable = (config.cuda_graph and self.device.type == "cuda"
                           and self.world_size == 1 and not model.sparse)
@@ -108,7 +108,7 @@ class Trainer:
         self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed + 1 + self.rank)
         # MAT needs modalities to imitate; its generators train beside the model.
-        self.mat = (MAT(model.modalities, model.scorer.entity_channels).to(self.device)
+        self.mat = (MAT(model.modalities, model.interaction.entity_channels).to(self.device)
                     if config.mat and model.adamf is not None else None)
         # On CUDA one fused kernel updates all parameters (the default Adam launches
         # several per tensor); the CPU keeps the default for bit-for-bit reproducible runs.

@@ -10,6 +10,8 @@ import torch
 from mmkgc_pyg import load_checkpoint
 from mmkgc_pyg.cli import evaluate as evaluate_cli
 from mmkgc_pyg.cli import train as train_cli
+from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.evaluation import FilterIndex, evaluate_link_prediction, missing_modality_mask
 
 METRICS = ("mrr", "mr", "hits@1", "hits@3", "hits@10")
 
@@ -65,6 +67,15 @@ def test_evaluate_reproduces_train_metrics(default_runs, tmp_path):
                                  "--out", str(out), "--quiet", "--drop-modality-rate", "0.8"])
     assert dropped["test"]["drop_modality_rate"] == 0.8
     assert dropped["test"]["mrr"] != pytest.approx(full["test"]["mrr"])
+    # The library's modality-missing setting hides the same entities as the CLI's.
+    model = load_checkpoint(root / "adamf_mat" / "model.pt")
+    dataset = make_synthetic_kg()
+    library = evaluate_link_prediction(
+        model, dataset.evaluation_triples("test"),
+        FilterIndex(dataset.known_triples(), dataset.num_relations),
+        fusion_mask=missing_modality_mask(model, 0.8, seed=0))
+    for key in METRICS:
+        assert library[key] == dropped["test"][key]
 
 
 def write_openke(folder, train_lines, entities=3, relations=1):

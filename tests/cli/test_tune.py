@@ -109,11 +109,12 @@ def test_resuming_with_other_settings_is_refused(kg, tmp_path, capsys):
     ({"lr": {"low": 1e-3}}, "lr={'low': 0.001}: expected {low: L, high: H}"),
     ({"lr": {"low": 1e-2, "high": 1e-3}}, "expected low <= high"),
     ({"lr": {"low": 0.0, "high": 1.0, "log": True}}, "log only with low > 0"),
-    ({"scorer": {"low": 1, "high": 2}}, "expected a list of choices (scorer is not a number)"),
+    ({"interaction": {"low": 1, "high": 2}},
+     "expected a list of choices (interaction is not a number)"),
     ({"dim": {"low": 1.5, "high": 8}}, "expected int bounds"),
     ({"negatives": [8, 0]}, "negatives=0: expected a positive integer"),
     ({"learning_rate": [1]}, "learning_rate=[1]: expected a TrainConfig field"),
-    ({"scorer": []}, "expected at least one choice"),
+    ({"interaction": []}, "expected at least one choice"),
 ])
 def test_bad_search_spaces(space, message):
     with pytest.raises(ConfigError) as exc:
@@ -122,9 +123,9 @@ def test_bad_search_spaces(space, message):
 
 
 def test_search_space_entries_and_flags(kg, tmp_path, capsys):
-    space = SearchSpace.with_overrides({"mu": 0.2, "margin": None, "scorer": ["rotate",
+    space = SearchSpace.with_overrides({"mu": 0.2, "margin": None, "interaction": ["rotate",
                                                                               "transe"]})
-    assert set(space.parameters) == set(DEFAULT_SEARCH_SPACE) - {"mu", "margin"} | {"scorer"}
+    assert set(space.parameters) == set(DEFAULT_SEARCH_SPACE) - {"mu", "margin"} | {"interaction"}
     assert space.fixed == {"mu": 0.2}
     assert space.contains(TrainConfig(dim=250, lr=1e-4, lr_g=1e-4, mu=0.2))
     assert not space.contains(TrainConfig(dim=260, lr=1e-4, lr_g=1e-4, mu=0.2))  # off-grid

@@ -90,39 +90,8 @@ def test_to_data_rejects_unknown_split(kg):
         kg.to_data("dev")
 
 
-def test_known_triples_and_structure_only_copy(kg):
+def test_known_triples(kg):
     assert torch.equal(kg.known_triples(), torch.cat([kg.train, kg.valid, kg.test]))
-    bare = kg.without_modalities()
-    assert bare.modalities == [] and kg.modalities == ["textual", "visual"]
-    assert bare.to_data("train").modalities == []
-
-
-@pytest.mark.parametrize("rate", [0.0, 0.3, 0.55, 1.0])
-def test_drop_modalities_hides_exactly_a_fraction(kg, rate):
-    full = full_modalities(kg)
-    dropped = full.drop_modalities(rate, torch.Generator().manual_seed(0))
-    hidden = torch.stack([~dropped.masks[m] for m in dropped.modalities])
-    # All modalities of the same entities go together.
-    assert bool((hidden == hidden[0]).all())
-    assert int(hidden[0].sum()) == round(rate * kg.num_entities)
-    for m in dropped.modalities:
-        x = dropped.features[m]
-        assert bool((x[hidden[0]] == 0).all())
-        assert torch.equal(x[~hidden[0]], full.features[m][~hidden[0]])
-        assert bool(full.masks[m].all())  # the original is untouched
-    assert dropped.train is full.train
-
-
-def test_drop_modalities_is_seeded_and_keeps_missing_rows_missing(kg):
-    a = kg.drop_modalities(0.4, torch.Generator().manual_seed(1))
-    b = kg.drop_modalities(0.4, torch.Generator().manual_seed(1))
-    c = kg.drop_modalities(0.4, torch.Generator().manual_seed(2))
-    for m in kg.modalities:
-        assert torch.equal(a.masks[m], b.masks[m]) and torch.equal(a.features[m], b.features[m])
-        assert bool((a.masks[m] <= kg.masks[m]).all())
-    assert any(not torch.equal(a.masks[m], c.masks[m]) for m in kg.modalities)
-    with pytest.raises(ValueError, match="rate=1.5"):
-        kg.drop_modalities(1.5)
 
 
 def test_validation_of_hand_built_datasets(kg):

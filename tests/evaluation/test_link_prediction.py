@@ -6,7 +6,7 @@ from mmkgc_pyg.errors import NonFiniteModelError
 from mmkgc_pyg.evaluation import (FilterIndex, LinkPredictionQueries,
                                   evaluate_link_prediction, link_prediction_ranks,
                                   metrics_table, rank_metrics)
-from mmkgc_pyg.evaluation import Ranks
+from mmkgc_pyg.evaluation import Ranks, RankingModel, missing_modality_mask
 from mmkgc_pyg.evaluation.ranks import distinct_rows, stream_ranks
 from mmkgc_pyg.nn import DistMultInteraction, MMKGCModel
 
@@ -42,12 +42,12 @@ def brute_force_ranks(model, triples, known):
     row by row (``match``: the same arithmetic for every row, so identical rows tie)."""
     known = {tuple(t) for t in known.tolist()}
     joint = model.entity_embeddings()
-    scorer = model.scorer
+    interaction = model.interaction
     head_ranks, tail_ranks = [], []
     for h, r, t in triples.tolist():
         rel = model.rel_emb(torch.tensor([r]))
-        tails = scorer.match(scorer.tail_query(joint[[h]], rel), joint).tolist()
-        heads = scorer.match(scorer.head_query(rel, joint[[t]]), joint).tolist()
+        tails = interaction.match(interaction.tail_query(joint[[h]], rel), joint).tolist()
+        heads = interaction.match(interaction.head_query(rel, joint[[t]]), joint).tolist()
         for scores, true, ranks, is_known in (
                 (tails, t, tail_ranks, lambda e: (h, r, e) in known),
                 (heads, h, head_ranks, lambda e: (e, r, t) in known)):
@@ -58,13 +58,13 @@ def brute_force_ranks(model, triples, known):
     return torch.tensor(head_ranks), torch.tensor(tail_ranks)
 
 
-@pytest.mark.parametrize("scorer", ["rotate", "transe", "distmult", "complex"])
+@pytest.mark.parametrize("interaction", ["rotate", "transe", "distmult", "complex"])
 @pytest.mark.parametrize("modalities", [False, True])
-def test_filtered_realistic_ranks_equal_brute_force(scorer, modalities):
+def test_filtered_realistic_ranks_equal_brute_force(interaction, modalities):
     torch.manual_seed(1)
     data = random_kg(num_entities=25, seed=1)
     model = MMKGCModel(25, 4, 4, features=data.features if modalities else None,
-                       masks=data.masks, scorer=scorer, margin=6.0)
+                       masks=data.masks, interaction=interaction, margin=6.0)
     index = FilterIndex(data.known_triples(), 4)
     with torch.no_grad():
         head, tail = filtered_ranks(model, data.test, index, batch_size=7)
@@ -73,14 +73,14 @@ def test_filtered_realistic_ranks_equal_brute_force(scorer, modalities):
     torch.testing.assert_close(tail, expected_tail.float())
 
 
-@pytest.mark.parametrize("scorer", ["rotate", "transe", "distmult", "complex"])
-def test_identical_entities_tie_exactly(scorer):
+@pytest.mark.parametrize("interaction", ["rotate", "transe", "distmult", "complex"])
+def test_identical_entities_tie_exactly(interaction):
     """Entities with identical embeddings tie whatever the BLAS kernel: a matrix product may
     round one row differently in different tiles, so the ranking must not rely on it."""
     torch.manual_seed(1)
     data = random_kg(num_entities=25, seed=1)
-    model = MMKGCModel(25, 4, 8 if scorer in ("rotate", "complex") else 16, scorer=scorer,
-                       margin=6.0)
+    model = MMKGCModel(25, 4, 8 if interaction in ("rotate", "complex") else 16,
+                       interaction=interaction, margin=6.0)
     with torch.no_grad():
         model.node_emb.weight[[5, 7, 11, 16, 20, 24]] = model.node_emb.weight[6].clone()
     test = torch.cat([data.test, torch.tensor([[6, 0, 5], [5, 1, 7], [11, 2, 20]])])
@@ -105,7 +105,7 @@ def test_non_finite_model_is_refused():
 
 def test_chunks_give_the_same_ranks():
     data = random_kg(seed=3)
-    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks, scorer="complex")
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks, interaction="complex")
     queries = LinkPredictionQueries.build(data.test, FilterIndex(data.known_triples(), 4))
     assert len(queries) == 2 * len(data.test)
     whole = link_prediction_ranks(model, queries)
@@ -161,9 +161,9 @@ def test_streamed_ranks_equal_the_score_matrix_ranks(budget):
     counts = torch.randint(0, 5, (9,), generator=g)
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     idx = torch.cat([torch.randperm(25, generator=g)[:c] for c in counts.tolist()])
-    scorer = DistMultInteraction(2)
-    expected = Ranks.from_scores(scorer.score_all(query, entities), target, ptr, idx)
-    got = stream_ranks(scorer.score_all, scorer.match, query, distinct_rows(entities),
+    interaction = DistMultInteraction(2)
+    expected = Ranks.from_scores(interaction.score_all(query, entities), target, ptr, idx)
+    got = stream_ranks(interaction.score_all, interaction.match, query, distinct_rows(entities),
                        target, ptr, idx, budget)
     assert torch.equal(got.better, expected.better) and torch.equal(got.tied, expected.tied)
 
@@ -177,3 +177,28 @@ def test_distinct_rows_and_the_collision_fallback(monkeypatch):
                         lambda block, weights: torch.zeros(block.size(0), dtype=torch.long))
     rows, inverse, counts = distinct_rows(table)
     assert torch.equal(rows[inverse], table) and len(rows) == 3
+
+
+def test_the_model_meets_the_ranking_contract():
+    assert isinstance(MMKGCModel(5, 2, 4), RankingModel)
+    assert not isinstance(torch.nn.Linear(2, 2), RankingModel)
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.55, 1.0])
+def test_missing_modality_mask_hides_all_modalities_of_a_seeded_fraction(rate):
+    data = random_kg()
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
+    mask = missing_modality_mask(model, rate, seed=1)
+    hidden = ~mask[:, 1:].any(1) & model.fusion_mask[:, 1:].any(1)
+    # Exactly round(rate * N) entities lose every modality; the rest keep theirs, and
+    # the structure column stays.
+    lost = (mask != model.fusion_mask).any(1)
+    assert int(lost.sum()) <= round(rate * 30) and bool(hidden[lost].all())
+    assert torch.equal(mask[~lost], model.fusion_mask[~lost]) and bool(mask[:, 0].all())
+    assert bool((mask <= model.fusion_mask).all())
+    assert torch.equal(mask, missing_modality_mask(model, rate, seed=1))
+    assert missing_modality_mask(model, 0.0, seed=1) is None
+    if rate < 1:
+        assert not torch.equal(mask, missing_modality_mask(model, rate, seed=2))
+    with pytest.raises(ValueError, match="modalities"):
+        missing_modality_mask(MMKGCModel(30, 4, 4), 0.5, seed=1)

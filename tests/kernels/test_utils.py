@@ -1,4 +1,4 @@
-"""What the kernel modules share: the path choice and its error modes, CSR expansion."""
+"""What the kernel modules share: the path choice and its error modes."""
 import os
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmkgc_pyg.kernels import kernel_mode, kernel_mode_set, set_kernel_mode
-from mmkgc_pyg.kernels.utils import check_csr, csr_rows, use_triton
+from mmkgc_pyg.kernels.utils import use_triton
 
 
 def test_modes_and_context(monkeypatch):
@@ -40,11 +40,3 @@ def test_triton_mode_without_interpreter_explains_itself():
                          env={**env, "MMKGC_KERNELS": "bogus"}).stdout
     assert "MMKGC_KERNELS" in out and "'bogus'" in out
 
-
-def test_csr_rows_and_checks():
-    ptr = torch.tensor([0, 2, 2, 5])
-    assert csr_rows(ptr, 5).tolist() == [0, 0, 2, 2, 2]
-    assert csr_rows(torch.zeros(1, dtype=torch.long), 0).numel() == 0
-    check_csr(3, ptr, torch.zeros(5), "here")
-    with pytest.raises(ValueError, match="ptr \\[4\\]"):
-        check_csr(3, ptr[:3], torch.zeros(5), "here")

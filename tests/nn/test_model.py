@@ -21,19 +21,33 @@ def model():
 def test_pyg_constructor_and_tables():
     """PyG's argument order and meaning: hidden_channels are complex dimensions for the
     complex interactions (two reals each), real ones otherwise."""
-    rotate = MMKGCModel(10, 3, 6, False)
+    rotate = MMKGCModel(10, 3, 6, 12.0, False)
     assert rotate.node_emb.weight.shape == (10, 12) and rotate.rel_emb.weight.shape == (3, 6)
-    transe = MMKGCModel(10, 3, 6, scorer="transe")
+    transe = MMKGCModel(10, 3, 6, interaction="transe")
     assert transe.node_emb.weight.shape == (10, 6) and transe.rel_emb.weight.shape == (3, 6)
-    complex_ = MMKGCModel(10, 3, 6, scorer="complex")
+    complex_ = MMKGCModel(10, 3, 6, interaction="complex")
     assert complex_.node_emb.weight.shape == (10, 12) and complex_.rel_emb.weight.shape == (3, 12)
-    sparse = MMKGCModel(10, 3, 6, True)
+    sparse = MMKGCModel(10, 3, 6, sparse=True)
     sparse.node_emb(torch.tensor([1, 2])).sum().backward()
     assert sparse.node_emb.weight.grad.is_sparse
-    with pytest.raises(ValueError, match="scorer"):
-        MMKGCModel(3, 1, 4, scorer="nope")
+    with pytest.raises(ValueError, match="interaction"):
+        MMKGCModel(3, 1, 4, interaction="nope")
     with pytest.raises(ValueError, match="num_nodes"):
         MMKGCModel(0, 1, 4)
+
+
+def test_pyg_positional_order_margin_then_sparse():
+    """``RotatE(N, R, H, margin)`` in PyG: the fourth positional argument is the margin;
+    one of the wrong type fails at construction, not at the first loss."""
+    model = MMKGCModel(100, 5, 8, 9.0)
+    assert model.interaction.margin == 9.0 and model.sparse is False
+    assert MMKGCModel(100, 5, 8, 9.0, True).sparse is True
+    with pytest.raises(ValueError, match="sparse=9.0: expected a bool"):
+        MMKGCModel(100, 5, 8, 12.0, 9.0)
+    with pytest.raises(ValueError, match="margin=True"):
+        MMKGCModel(100, 5, 8, True)
+    with pytest.raises(TypeError):
+        MMKGCModel(100, 5, 8, 9.0, False, {"visual": torch.zeros(100, 3)})
 
 
 def test_bulk_scores_agree_with_triple_scores(model):
@@ -95,7 +109,7 @@ def test_modality_order_is_the_features_order():
 
 
 def test_mat_fakes_route_gradients(model):
-    mat = MAT(model.modalities, model.scorer.entity_channels, generator_channels=16)
+    mat = MAT(model.modalities, model.interaction.entity_channels, generator_channels=16)
     index = torch.tensor([1, 2, 3])
 
     def grads(grad_to):

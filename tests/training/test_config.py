@@ -13,7 +13,7 @@ from mmkgc_pyg.training.config import PAPER_PRESETS, SYNTHETIC_PRESET
     (dict(lr=-1.0), "lr"), (dict(lr=math.inf), "lr"), (dict(margin=math.nan), "margin"),
     (dict(dim=0), "dim"), (dict(dim=2.5), "dim"), (dict(dim=True), "dim"),
     (dict(seed=2**64), "seed"), (dict(seed=-1), "seed"), (dict(mu=-0.1), "mu"),
-    (dict(scorer="rotatE"), "scorer"), (dict(mat_loss="mean"), "mat_loss"),
+    (dict(interaction="rotatE"), "interaction"), (dict(mat_loss="mean"), "mat_loss"),
     (dict(bf16="yes"), "bf16"), (dict(trackers=("mlflow-ish",)), "trackers"),
     (dict(time_budget=-1), "time_budget"), (dict(eval_batch_size=-1), "eval_batch_size"),
 ])

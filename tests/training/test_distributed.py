@@ -37,7 +37,8 @@ def test_two_ranks_stay_identical_and_match_one_process(tmp_path):
     rank1 = json.loads((tmp_path / "ddp" / "metrics1.json").read_text())
     assert rank1["test"] == parallel["test"]
     fixed = [json.loads((tmp_path / d / f).read_text())
-             for d, f in (("ddp", "fixed0.json"), ("ddp", "fixed1.json"), ("single", "fixed0.json"))]
+             for d, f in (("ddp", "fixed0.json"), ("ddp", "fixed1.json"),
+                          ("single", "fixed0.json"))]
     assert fixed[0] == fixed[1] == fixed[2]
 
 

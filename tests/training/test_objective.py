@@ -15,7 +15,7 @@ def parts():
     torch.manual_seed(0)
     data = random_kg()
     model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks, margin=6.0)
-    mat = MAT(model.modalities, model.scorer.entity_channels, generator_channels=16)
+    mat = MAT(model.modalities, model.interaction.entity_channels, generator_channels=16)
     return model, mat, data.train[:8]
 
 
@@ -57,8 +57,9 @@ def test_fake_scores_follow_the_method(parts):
         fused.append(model.adamf.fuse(torch.stack([struct, *generated], 1)))
     fake_head, fake_tail = fused
     r = model.rel_emb(rel)
-    expected = [model.scorer(fake_head, r, joint[tail]), model.scorer(joint[head], r, fake_tail),
-                model.scorer(fake_head, r, fake_tail)]
+    expected = [model.interaction(fake_head, r, joint[tail]),
+                model.interaction(joint[head], r, fake_tail),
+                model.interaction(fake_head, r, fake_tail)]
     for got, want in zip(fakes, expected):
         torch.testing.assert_close(got, want)
 

@@ -24,7 +24,7 @@ def test_touched_entities(count, num_entities):
 def model_pair(sparse=False, seed=0):
     data = random_kg(num_entities=200, num_train=400, seed=seed)
     torch.manual_seed(seed)
-    model = MMKGCModel(200, 4, 4, sparse, features=data.features, masks=data.masks)
+    model = MMKGCModel(200, 4, 4, sparse=sparse, features=data.features, masks=data.masks)
     return data, model
 
 
@@ -89,7 +89,7 @@ def test_lazy_adam_equals_dense_adam_on_rows_touched_every_step():
         data = random_kg(num_entities=30, num_train=120, seed=2)
         config = TrainConfig(dim=4, margin=6.0, negatives=40, batch_size=60, lr=1e-2, mu=0.5,
                              sparse=sparse)
-        model = MMKGCModel(30, 4, 4, sparse, features=data.features, masks=data.masks)
+        model = MMKGCModel(30, 4, 4, sparse=sparse, features=data.features, masks=data.masks)
         trainer = Trainer(model, data, config, progress=False)
         assert (trainer.sparse_optimizer is not None) == sparse
         for start in (0, 60, 0):

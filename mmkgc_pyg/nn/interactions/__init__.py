@@ -6,7 +6,7 @@ from mmkgc_pyg.nn.interactions.distmult import DistMultInteraction
 from mmkgc_pyg.nn.interactions.rotate import RotatEInteraction
 from mmkgc_pyg.nn.interactions.transe import TransEInteraction
 
-#: The ``scorer=`` names of :class:`~mmkgc_pyg.nn.MMKGCModel`.
+#: The ``interaction=`` names of :class:`~mmkgc_pyg.nn.MMKGCModel`.
 INTERACTIONS = {"rotate": RotatEInteraction, "transe": TransEInteraction,
                 "distmult": DistMultInteraction, "complex": ComplExInteraction}
 

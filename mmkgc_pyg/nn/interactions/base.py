@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
-from mmkgc_pyg.kernels.utils import SCORE_BUDGET, csr_rows
+from mmkgc_pyg.score_blocks import SCORE_BUDGET, csr_rows
 
 
 class Interaction(torch.nn.Module):
@@ -127,3 +127,15 @@ class Interaction(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(hidden_channels={self.hidden_channels})"
+
+
+class InnerProductInteraction(Interaction):
+    r"""An interaction whose match is the real dot product of query and entity,
+    :math:`\mathrm{match}(q, e) = \langle q, e \rangle` (DistMult, ComplEx): all-entity
+    scores are one matrix product."""
+
+    def match(self, query: Tensor, entity: Tensor) -> Tensor:
+        return (query * entity).sum(dim=-1)
+
+    def score_all(self, query: Tensor, entities: Tensor) -> Tensor:
+        return query @ entities.t()

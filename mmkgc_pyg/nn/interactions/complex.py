@@ -2,7 +2,7 @@
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.nn.interactions.base import Interaction
+from mmkgc_pyg.nn.interactions.base import InnerProductInteraction
 
 
 def complex_mul(a: Tensor, b: Tensor) -> Tensor:
@@ -17,7 +17,7 @@ def complex_conj(a: Tensor) -> Tensor:
     return torch.cat([re, -im], dim=-1)
 
 
-class ComplExInteraction(Interaction):
+class ComplExInteraction(InnerProductInteraction):
     r"""ComplEx on :math:`k` complex dimensions (``hidden_channels``):
 
     .. math::
@@ -38,9 +38,3 @@ class ComplExInteraction(Interaction):
 
     def head_query(self, rel: Tensor, tail: Tensor) -> Tensor:
         return complex_mul(complex_conj(rel), tail)
-
-    def match(self, query: Tensor, entity: Tensor) -> Tensor:
-        return (query * entity).sum(dim=-1)
-
-    def score_all(self, query: Tensor, entities: Tensor) -> Tensor:
-        return query @ entities.t()

@@ -2,10 +2,10 @@
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.nn.interactions.base import Interaction
+from mmkgc_pyg.nn.interactions.base import InnerProductInteraction
 
 
-class DistMultInteraction(Interaction):
+class DistMultInteraction(InnerProductInteraction):
     r"""DistMult:
 
     .. math::
@@ -22,9 +22,3 @@ class DistMultInteraction(Interaction):
 
     def head_query(self, rel: Tensor, tail: Tensor) -> Tensor:
         return tail * rel
-
-    def match(self, query: Tensor, entity: Tensor) -> Tensor:
-        return (query * entity).sum(dim=-1)
-
-    def score_all(self, query: Tensor, entities: Tensor) -> Tensor:
-        return query @ entities.t()
