@@ -23,8 +23,8 @@ import torch
 
 from mmkgc_pyg.data.kg import KGDataset
 from mmkgc_pyg.evaluation import LinkPredictionQueries, Ranks, evaluate_link_prediction
-from mmkgc_pyg.cli.train import build_model
 from mmkgc_pyg.training import TrainConfig, Trainer
+from mmkgc_pyg.training.setup import build_model
 
 DB15K_SIZES = dict(entities=12_842, relations=279, train=79_222, valid=9_904, test=9_902)
 PAPER_FEATURES = {"visual": 4096, "textual": 768}
@@ -169,7 +169,7 @@ def make_trainer(dataset: KGDataset, config: TrainConfig, device: torch.device,
     """The model ``python -m mmkgc_pyg.train`` builds for ``config``, and its trainer."""
     config = replace(config, modalities=config.modalities and modalities)
     torch.manual_seed(config.seed)
-    return Trainer(build_model(dataset, config).to(device), dataset, config, progress=False)
+    return Trainer(build_model(dataset, config, device), dataset, config, progress=False)
 
 
 def steps_per_epoch(trainer: Trainer) -> int:

@@ -21,8 +21,8 @@ from mmkgc_pyg.errors import (ConfigError, InputError, NonFiniteModelError, Trai
 from mmkgc_pyg.evaluation import evaluate_splits, metrics_table
 from mmkgc_pyg.io import atomic_write_json, atomic_write_text
 from mmkgc_pyg.nn.interactions import INTERACTIONS
-from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig, preset_for
+from mmkgc_pyg.training.setup import build_model
 from mmkgc_pyg.training.trainer import Trainer
 
 
@@ -138,14 +138,6 @@ def check_run(dataset: KGDataset, config: TrainConfig, args: argparse.Namespace)
                          f"negatives than the {dataset.num_entities} entities")
     if args.drop_modality_rate > 0 and not (config.modalities and dataset.modalities):
         raise InputError("--drop-modality-rate: expected a model with modalities")
-
-
-def build_model(dataset, config: TrainConfig) -> MMKGCModel:
-    features = dataset.features if config.modalities else {}
-    return MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim, sparse=config.sparse,
-                      features=features, masks=dataset.masks, interaction=config.interaction,
-                      margin=config.margin, train_features=config.train_features,
-                      feature_dtype=getattr(torch, config.feature_dtype))
 
 
 def given_options(parser: argparse.ArgumentParser, argv: List[str]) -> set:
@@ -305,8 +297,7 @@ def main(argv: Optional[List[str]] = None):
 
 def _train(args, dataset, config, device, rank, out, resume_dir, run_id, record, argv_used):
     torch.manual_seed(config.seed)
-    model = build_model(dataset, config).to(device)
-    model.entity_names, model.relation_names = dataset.entity_names, dataset.relation_names
+    model = build_model(dataset, config, device)
     trainer = Trainer(model, dataset, config, out_dir=out if rank == 0 else None,
                       progress=not args.quiet, dataset_info=record)
     trainer.run_id = run_id

@@ -19,11 +19,12 @@ from mmkgc_pyg.cli.common import non_negative_int, positive_int, resolve_device,
     one_line_errors
 from mmkgc_pyg.cli.config_file import read_mapping, resolved_config, write_config_yaml
 from mmkgc_pyg.cli.run_folder import writable_folder
-from mmkgc_pyg.cli.train import (add_run_arguments, build_model, check_run, config_flag,
+from mmkgc_pyg.cli.train import (add_run_arguments, check_run, config_flag,
                                  dataset_record, load_new_run)
 from mmkgc_pyg.errors import ConfigError, InputError, TrainingDiverged
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.training.config import TrainConfig
+from mmkgc_pyg.training.setup import build_model
 from mmkgc_pyg.training.trainer import Trainer
 
 
@@ -103,7 +104,7 @@ def objective(dataset, base: TrainConfig, settings: Dict, space, device: torch.d
         config = dataclasses.replace(base, **values)
         trial.set_user_attr("settings", {**settings, **values})
         torch.manual_seed(config.seed)
-        model = build_model(dataset, config).to(device)
+        model = build_model(dataset, config, device)
         # No run folder: no checkpoints, no trackers (the trial's settings keep them).
         trainer = Trainer(model, dataset, dataclasses.replace(config, checkpoint_every=0),
                           progress=False, trackers=[])

@@ -17,7 +17,8 @@ from mmkgc_pyg.data.datasets import DB15K, MKGW, MKGY
 
 __all__ = [
     "CATEGORIES", "SPLITS", "KGDataset", "data_findings",
-    "relation_categories", "relation_tph_hpt", "split_by_category", "triples_from_data", "clean_features", "discover_feature_files",
+    "relation_categories", "relation_tph_hpt", "split_by_category", "triples_from_data",
+    "clean_features", "discover_feature_files",
     "load_features", "load_mask_file", "load_openke", "write_openke", "make_synthetic_kg",
     "SyntheticLatents", "DB15K", "MKGW", "MKGY", "EntityIndex", "entity_key",
     "readable_name", "entity_texts", "read_descriptions", "read_hdf5_features",

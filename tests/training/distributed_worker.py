@@ -9,9 +9,9 @@ import sys
 import torch
 import torch.distributed as dist
 
-from mmkgc_pyg.cli.train import build_model
 from mmkgc_pyg.data import make_synthetic_kg
 from mmkgc_pyg.training import TrainConfig, Trainer
+from mmkgc_pyg.training.setup import build_model
 
 
 def main(out: str):
