@@ -25,6 +25,7 @@ from mmkgc_pyg.data.kg import KGDataset
 from mmkgc_pyg.evaluation import LinkPredictionQueries, Ranks, evaluate_link_prediction
 from mmkgc_pyg.training import TrainConfig, Trainer
 from mmkgc_pyg.training.setup import build_model
+from mmkgc_pyg.training.step import tf32_matmuls
 
 DB15K_SIZES = dict(entities=12_842, relations=279, train=79_222, valid=9_904, test=9_902)
 PAPER_FEATURES = {"visual": 4096, "textual": 768}
@@ -50,21 +51,26 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_calls(fn: Callable[[], object], device: torch.device, repeats: int) -> List[float]:
-    """Seconds of each of ``repeats`` calls (CUDA events on a GPU)."""
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
+    """Seconds of each of ``repeats`` calls, run back to back. On a GPU, CUDA events
+    between the calls with one synchronisation before and one after: while the host runs
+    ahead of the device, each interval is one call's device time, not its Python dispatch
+    (the first interval also holds the first launch's latency, so take the median of
+    several; a call that synchronises by itself includes its host time)."""
+    if device.type != "cuda":
+        times = []
+        for _ in range(repeats):
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-    return times
+        return times
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(repeats + 1)]
+    synchronize(device)
+    events[0].record()
+    for event in events[1:]:
+        fn()
+        event.record()
+    events[-1].synchronize()
+    return [start.elapsed_time(end) / 1e3 for start, end in zip(events, events[1:])]
 
 
 def median(values: List[float]) -> float:
@@ -192,9 +198,9 @@ def filtered_test_ranking(dataset: KGDataset, config: TrainConfig, device: torch
                           num_triples: Optional[int] = None):
     """The full filtered test of a freshly initialised model at ``config``: returns
     ``(rank, evaluate, queries, vectors, joint)``, where ``rank()`` ranks every query of
-    both directions (from cached joint embeddings; one fused kernel call where the
-    interaction has one) and ``evaluate()`` runs the whole :func:`evaluate_link_prediction`
-    (fusion, queries, ranks, metrics)."""
+    both directions (from cached joint embeddings; one fused kernel call on the
+    interaction's ``ranking_table`` where it has one) and ``evaluate()`` runs the whole
+    :func:`evaluate_link_prediction` (fusion, queries, ranks, metrics)."""
     trainer = make_trainer(dataset, config, device)
     model = trainer.model.eval()
     test = dataset.test[:num_triples].to(device)
@@ -202,12 +208,15 @@ def filtered_test_ranking(dataset: KGDataset, config: TrainConfig, device: torch
     with torch.no_grad():
         joint = model.entity_embeddings()
         vectors = queries.vectors(model, joint)
+        fused = model.interaction.fused_ranking(vectors, joint)
+        # As evaluation does: the entities laid out for the kernel once, before the calls.
+        table = model.interaction.ranking_table(joint) if fused else None
     args = (queries.target, queries.filter_ptr, queries.filter_idx)
 
     @torch.no_grad()
     def rank() -> Ranks:
-        if model.interaction.fused_ranking(vectors, joint):
-            return Ranks(*model.interaction.rank_counts(vectors, joint, *args))
+        if fused:
+            return Ranks(*model.interaction.rank_counts(vectors, table, *args))
         return Ranks.from_scores(model.interaction.score_all(vectors, joint), *args)
 
     def evaluate():
@@ -226,30 +235,37 @@ def scaling_graph(num_entities: int, seed: int = 0) -> KGDataset:
     """The synthetic generator at ``num_entities`` with types of 50 entities each, two
     modalities (textual 32-d for ~70 %, visual 16-d for ~50 %), and the same 20,000
     training triples at every size (so that only the number of entities changes)."""
-    from mmkgc_pyg.data import make_synthetic_kg
-    kg = make_synthetic_kg(num_entities=num_entities, num_clusters=max(40, num_entities // 50),
-                           domain_size=32, num_train=SCALING_TRAIN_TRIPLES, num_valid=500,
-                           num_test=500, long_tail=0.0, seed=seed,
-                           modalities={"textual": (32, 0.7), "visual": (16, 0.5)})
+    from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
+    kg = make_synthetic_kg(SyntheticGraph(
+        num_entities=num_entities, num_clusters=max(40, num_entities // 50), domain_size=32,
+        num_train=SCALING_TRAIN_TRIPLES, num_valid=500, num_test=500, long_tail=0.0,
+        modalities={"textual": (32, 0.7), "visual": (16, 0.5)}), seed=seed)
     return replace(kg, train=kg.train[:SCALING_TRAIN_TRIPLES])
 
 
 def table_bytes(trainer: Trainer) -> int:
-    """Bytes of the parameters and optimiser state (what must grow with the graph)."""
+    """Bytes of the parameters and optimiser state (what must grow with the graph), after
+    a training step: Adam creates its moments at its first step, so one is taken here when
+    no step has run yet (before it, the state would count a third of itself)."""
+    optimizers = [o for o in (trainer.step.model_optimizer, trainer.step.table_optimizer)
+                  if o is not None]
+    if not all(optimizer.state for optimizer in optimizers):
+        time_steps(trainer, steps=1, warmup=0)
     tensors = [p for p in trainer.model.parameters()]
-    for optimizer in trainer._model_optimizers:
+    for optimizer in optimizers:
         tensors += [t for state in optimizer.state.values() for t in state.values()
                     if isinstance(t, torch.Tensor)]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def time_steps(trainer: Trainer, steps: int, warmup: int = 3) -> float:
-    """Median seconds of one training step (the full batch size) after ``warmup``."""
+    """Median seconds of one training step (the full batch size) after ``warmup``, with
+    TF32 products as the configuration asks (as ``train_epoch`` runs its steps)."""
     batch = trainer.train_triples[:trainer.config.batch_size]
-    for _ in range(warmup):
-        trainer.step(batch)
-    synchronize(trainer.device)
-    return median(time_calls(lambda: trainer.step(batch), trainer.device, steps))
+    with tf32_matmuls(trainer.device, trainer.config.tf32):
+        for _ in range(warmup):
+            trainer.step(batch)
+        return median(time_calls(lambda: trainer.step(batch), trainer.device, steps))
 
 
 def _status_bytes(field: str) -> int:

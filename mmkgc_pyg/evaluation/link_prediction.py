@@ -93,8 +93,9 @@ def link_prediction_ranks(model: RankingModel, queries: LinkPredictionQueries,
     r"""Ranks of every query's target among all entities.
 
     Each entity's joint embedding is computed once. An interaction with a fused ranking
-    kernel (RotatE on CUDA) ranks all queries in one call without a ``[B, N]`` score
-    matrix; any other is scored in blocks of queries x distinct entity rows of at most
+    kernel (RotatE on CUDA) ranks the queries in calls of ``batch_size`` without a
+    ``[B, N]`` score matrix, every call reading the one ``ranking_table`` of the entities;
+    any other is scored in blocks of queries x distinct entity rows of at most
     ``SCORE_BUDGET`` scores (:func:`~mmkgc_pyg.evaluation.ranks.stream_ranks`), so memory
     stays bounded on any graph. Both give exact ties for identical entity rows. With
     several processes (``torch.distributed``), each ranks its share of the queries and
@@ -122,6 +123,9 @@ def link_prediction_ranks(model: RankingModel, queries: LinkPredictionQueries,
     target, ptr, idx = queries.slice(start, stop)
     interaction = model.interaction
     if interaction.fused_ranking(vectors, joint):
+        # Laid out for the kernel once, not by every chunk's call; the row-major table
+        # is no longer needed.
+        joint = interaction.ranking_table(joint)
         step = max(1, batch_size or (stop - start))
         bounds = ptr[::step].tolist() + [idx.numel()] if step < stop - start else [0, idx.numel()]
         parts = [Ranks(*interaction.rank_counts(vectors[start + low_q:start + low_q + step], joint,

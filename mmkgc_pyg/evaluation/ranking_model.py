@@ -23,9 +23,14 @@ class RankingInteraction(Protocol):
     def fused_ranking(self, query: Tensor, entities: Tensor) -> bool:
         """Whether :meth:`rank_counts` can rank these tensors without a score matrix."""
 
+    def ranking_table(self, entities: Tensor) -> Tensor:
+        """Where :meth:`fused_ranking` holds: the same ``[N, D]`` entities, laid out once as
+        :meth:`rank_counts` reads them fastest, to pass to every call of a ranking."""
+
     def rank_counts(self, query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
                     filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
-        """``(better, tied)`` competitor counts of ``entities[target]`` per query."""
+        """``(better, tied)`` competitor counts of ``entities[target]`` per query
+        (``entities``: rows, or the :meth:`ranking_table` of them)."""
 
 
 @runtime_checkable

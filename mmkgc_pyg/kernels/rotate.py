@@ -20,26 +20,50 @@ queries x entities accumulate distances in registers and reduce them to per-quer
 the filtered entities' contributions are then subtracted using their short lists.
 Kernels run as the custom ops ``mmkgc::rotate_scores`` and ``mmkgc::rotate_rank_counts``
 (traceable by ``torch.compile``).
+
+Layout. The kernels read queries and entities as columns, ``[2k, n_pad]``: dimension
+:math:`i` of many entities is one contiguous row, zero-padded to ``n_pad`` (a multiple of
+16). Queries (a chunk of a few thousand) are transposed by each call; the entity table (of
+up to millions) is laid out once with :func:`rotate_entity_columns`, an ``[N, 2k]`` view that
+the kernels read in place, so that ranking in chunks copies it once, not once per chunk.
+
+Tiles. On a GPU a problem of ``B`` queries x ``N`` entities runs the fastest of a few tile
+shapes for its key: device, Triton version, dtype, :math:`k` and the size buckets
+:math:`(\min(2^{\lceil \log_2 B \rceil}, P / n), n)` with
+:math:`n = \min(2^{\lceil \log_2 N \rceil}, E)` (:func:`tile_buckets`; :math:`E` and :math:`P`
+are ``ROTATE_TUNE_ENTITIES`` and ``ROTATE_TUNE_PAIRS``). The first time a key is seen each
+shape is timed on the problem's first :math:`\le n` entities and :math:`\le P / n` queries
+(not on the whole ranking), and the choice is kept in a JSON file
+(:func:`tile_cache_path`) for later processes. Every tile gives bitwise the same distances
+(dimensions are summed in the same order), so the choice changes speed only.
 """
-from typing import Tuple
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.errors import InvalidArgumentError
+from mmkgc_pyg.errors import InvalidArgumentError, OutputError
+from mmkgc_pyg.io import atomic_write_text
 from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_triton
 from mmkgc_pyg.score_blocks import check_csr, csr_rows
 
-# RotatE ranking and scoring tiles: autotuned on a GPU (once per (N, k)); small and fixed
-# in the interpreter, where autotuning would be slow. Each thread holds all BLOCK_B rows x
-# 4 contiguous columns of its tile (rotate._distance): BLOCK_N = 128 * num_warps, and
-# BLOCK_B * 4 accumulators per thread.
+# RotatE ranking and scoring tiles. On a GPU each problem runs the fastest of
+# ROTATE_TILE_CONFIGS for its bucket of sizes, timed once on a bounded slice of the problem
+# (_launch_tiles); in the interpreter a small fixed tile (timing there means nothing). Each
+# thread holds all BLOCK_B rows x 4 contiguous columns of its tile (rotate._distance):
+# BLOCK_N = 128 * num_warps, and BLOCK_B * 4 accumulators per thread.
 ROTATE_INTERPRETER_TILE = {"BLOCK_B": 8, "BLOCK_N": 16}
-ROTATE_TILE_CONFIGS = [
-    triton.Config({"BLOCK_B": block_b, "BLOCK_N": block_n}, num_warps=warps)
-    for block_b, block_n, warps in ((8, 512, 4), (16, 512, 4), (32, 512, 4), (16, 1024, 8),
-                                    (32, 1024, 8))
-] if HAS_TRITON else []
+ROTATE_TILE_CONFIGS = [{"BLOCK_B": block_b, "BLOCK_N": block_n, "num_warps": warps}
+                       for block_b, block_n, warps in ((8, 512, 4), (16, 512, 4), (32, 512, 4),
+                                                       (16, 1024, 8), (32, 1024, 8))]
+# The slice a tile is timed on: at most ROTATE_TUNE_ENTITIES entities (powers of two, a
+# multiple of every BLOCK_N) and ROTATE_TUNE_PAIRS query x entity pairs, a few ms a run at
+# k = 250 on an H100, however large the graph: enough tiles for many waves of programs.
+ROTATE_TUNE_ENTITIES, ROTATE_TUNE_PAIRS = 1 << 17, 1 << 26
 ROTATE_PAIR_BLOCK = 32 if INTERPRETED else 128
 # Query columns are padded to a multiple of every BLOCK_B, so query loads need no mask;
 # entity columns to a multiple of 16, so rows stay aligned for vector loads.
@@ -95,7 +119,8 @@ def rotate_scores(query: Tensor, entities: Tensor, margin: float) -> Tensor:
 
     Args:
         query: ``[B, 2k]`` complex queries (real half, imaginary half).
-        entities: ``[N, 2k]`` complex entity embeddings.
+        entities: ``[N, 2k]`` complex entity embeddings (read in place when made by
+            :func:`rotate_entity_columns`).
         margin: :math:`\gamma`.
 
     Returns:
@@ -115,9 +140,8 @@ def _scores_op(query: Tensor, entities: Tensor, margin: float) -> Tensor:
     B, N = query.size(0), entities.size(0)
     out = torch.empty(B, N, dtype=torch.float32, device=query.device)
     if B and N:
-        q_cols, e_cols = _columns(query, ROTATE_QUERY_PAD), _columns(entities, ROTATE_ENTITY_PAD)
-        _launch_tiles(_scores_kernel, _scores_kernel_tuned, B, N, q_cols, e_cols, out,
-                      margin, B, N, *_strides(q_cols, e_cols))
+        _launch_tiles(_scores_kernel, "scores", _columns(query, ROTATE_QUERY_PAD),
+                      _columns(entities, ROTATE_ENTITY_PAD), (out, margin), B, N)
     return out
 
 
@@ -135,7 +159,9 @@ def rotate_rank_counts(query: Tensor, entities: Tensor, target: Tensor, filter_p
     ``filter_idx[filter_ptr[b]:filter_ptr[b + 1]]`` (unique per query, may include the
     target, may be empty). The target's distance is computed with the same arithmetic as
     every candidate's, so identical entity rows tie exactly.
-    :class:`~mmkgc_pyg.evaluation.Ranks` turns the counts into ranks.
+    :class:`~mmkgc_pyg.evaluation.Ranks` turns the counts into ranks. Ranking in chunks of
+    queries, make ``entities`` once with :func:`rotate_entity_columns`: it is then read in
+    place, not transposed again by every call.
 
     Returns:
         ``(better [B], tied [B])`` int32, on CUDA (or in Triton's interpreter).
@@ -157,7 +183,6 @@ def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr:
     if B == 0:
         return better, tied
     q_cols, e_cols = _columns(query, ROTATE_QUERY_PAD), _columns(entities, ROTATE_ENTITY_PAD)
-    strides = _strides(q_cols, e_cols)
     rows = csr_rows(filter_ptr, filter_idx.numel())
 
     # One pass computes the target distances and the filtered entities' distances with the
@@ -166,11 +191,11 @@ def _rank_counts_op(query: Tensor, entities: Tensor, target: Tensor, filter_ptr:
     pair_entity = torch.cat([target, filter_idx])
     pair_dist = torch.empty(pair_query.numel(), dtype=torch.float32, device=query.device)
     _pair_distance_kernel[(triton.cdiv(pair_query.numel(), ROTATE_PAIR_BLOCK), )](
-        q_cols, e_cols, pair_query, pair_entity, pair_dist, pair_query.numel(), *strides,
-        BLOCK_P=ROTATE_PAIR_BLOCK)
+        q_cols, e_cols, pair_query, pair_entity, pair_dist, pair_query.numel(),
+        *_strides(q_cols, e_cols), BLOCK_P=ROTATE_PAIR_BLOCK)
     target_dist, filtered_dist = pair_dist[:B], pair_dist[B:]
-    _launch_tiles(_count_kernel, _count_kernel_tuned, B, N, q_cols, e_cols, target_dist, better,
-                  tied, B, N, *strides)
+    _launch_tiles(_count_kernel, "counts", q_cols, e_cols, (target_dist, better, tied), B, N,
+                  reset=(better, tied))
 
     # Take the filtered entities back out, and the target (it ties with itself).
     competing = filter_idx != target[rows]
@@ -186,29 +211,144 @@ def _(query, entities, target, filter_ptr, filter_idx):
     return (query.new_empty(B, dtype=torch.int32), query.new_empty(B, dtype=torch.int32))
 
 
+# ----------------------------------------------------------------------------- layout
+def rotate_entity_columns(entities: Tensor) -> Tensor:
+    """``entities [N, 2k]`` copied once into the layout the kernels read, and returned as an
+    ``[N, 2k]`` view of it: the same values, a tensor like any other, but read in place by
+    :func:`rotate_scores` and :func:`rotate_rank_counts` (which otherwise transpose their
+    entities on every call). The layout is ``[2k, n_pad]`` (see :func:`_columns`), so the
+    view has strides ``(1, n_pad)``."""
+    if entities.dim() != 2:
+        raise InvalidArgumentError(f"rotate_entity_columns: expected entities [N, 2k], got "
+                                   f"{tuple(entities.shape)}")
+    return _columns(entities, ROTATE_ENTITY_PAD)[:, :entities.size(0)].t()
+
+
 def _columns(x: Tensor, multiple: int) -> Tensor:
-    """``x [n, 2k]`` transposed to ``[2k, n_pad]`` (zero-padded columns, dtype kept), so that
-    one dimension of many queries/entities is one contiguous row."""
-    n_pad = -(-x.size(0) // multiple) * multiple
-    cols = x.new_zeros(x.size(1), n_pad)
-    cols[:, :x.size(0)] = x.t()
-    return cols
+    """``x [n, 2k]`` as ``[2k, n]`` columns with a row stride ``n_pad``, a multiple of
+    ``multiple``, and memory behind every row up to ``n_pad`` (the kernels load up to it and
+    mask what lies past ``n``), so that one dimension of many queries/entities is one
+    contiguous row: ``x.t()`` itself when ``x`` is already laid out so (e.g. made by
+    :func:`rotate_entity_columns`), else a zero-padded transposed copy (dtype kept)."""
+    cols = x.t()
+    stride = cols.stride(0)
+    if (cols.stride(1) == 1 and stride >= cols.size(1) and stride % multiple == 0
+            and (cols.storage_offset() + cols.size(0) * stride) * cols.element_size()
+            <= cols.untyped_storage().nbytes()):
+        return cols
+    copy = x.new_zeros(x.size(1), -(-x.size(0) // multiple) * multiple)
+    copy[:, :x.size(0)] = cols
+    return copy
 
 
 def _strides(q_cols: Tensor, e_cols: Tensor):
     """Kernel arguments locating dimension i: row stride and offset of the imaginary half."""
     k = q_cols.size(0) // 2
-    return q_cols.size(1), e_cols.size(1), k * q_cols.size(1), k * e_cols.size(1), k
+    q_stride, e_stride = q_cols.stride(0), e_cols.stride(0)
+    return q_stride, e_stride, k * q_stride, k * e_stride, k
 
 
-def _launch_tiles(kernel, tuned_kernel, B: int, N: int, *args) -> None:
-    def grid(meta):
-        return triton.cdiv(B, meta["BLOCK_B"]), triton.cdiv(N, meta["BLOCK_N"])
+# ----------------------------------------------------------------------------- tiles
+def _launch_tiles(kernel, name: str, q_cols: Tensor, e_cols: Tensor, outputs: tuple, B: int,
+                  N: int, reset: Sequence[Tensor] = ()) -> None:
+    """``kernel(q_cols, e_cols, *outputs, B, N, *strides)`` over tiles of BLOCK_B queries x
+    BLOCK_N entities. On a GPU the tile is the one cached for this problem's key
+    (:func:`tile_key`), timed the first time the key is seen (in any process) by running
+    each candidate on the problem's first ``min(B, queries)`` queries and ``min(N,
+    entities)`` entities of its buckets; ``reset`` are outputs those runs accumulate into,
+    zeroed after them."""
+    strides = _strides(q_cols, e_cols)
+
+    def run(tile: dict, queries: int, entities: int) -> None:
+        grid = (triton.cdiv(queries, tile["BLOCK_B"]), triton.cdiv(entities, tile["BLOCK_N"]))
+        kernel[grid](q_cols, e_cols, *outputs, queries, entities, *strides, **tile)
 
     if INTERPRETED:
-        kernel[grid](*args, **ROTATE_INTERPRETER_TILE)
-    else:
-        tuned_kernel[grid](*args)
+        run(ROTATE_INTERPRETER_TILE, B, N)
+        return
+    queries, entities = tile_buckets(B, N)
+    key = tile_key(name, e_cols.device, e_cols.dtype, strides[-1], queries, entities)
+    tiles = _known_tiles()
+    if key not in tiles:
+        queries, entities = min(B, queries), min(N, entities)
+        tiles[key] = fastest_tile(lambda tile: run(tile, queries, entities), _benchmark)
+        for output in reset:
+            output.zero_()
+        _save_tile(key, tiles[key])
+    run(tiles[key], B, N)
+
+
+def tile_buckets(B: int, N: int) -> Tuple[int, int]:
+    """The size buckets ``(queries, entities)`` of a ``B x N`` problem: the next powers of
+    two, capped where the slice a tile is timed on stops growing (``ROTATE_TUNE_ENTITIES``
+    entities, ``ROTATE_TUNE_PAIRS`` pairs)."""
+    entities = min(1 << max(N - 1, 0).bit_length(), ROTATE_TUNE_ENTITIES)
+    return min(1 << max(B - 1, 0).bit_length(), ROTATE_TUNE_PAIRS // entities), entities
+
+
+def tile_key(name: str, device: torch.device, dtype: torch.dtype, K: int, queries: int,
+             entities: int) -> str:
+    """Key of the tile cache: the kernel, the device's name, Triton's version, the entity
+    dtype, ``K`` complex dimensions and the size buckets (:func:`tile_buckets`)."""
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    dtype_name = str(dtype).removeprefix("torch.")
+    return (f"{name}|{device_name}|triton {triton.__version__}|{dtype_name}|K={K}|"
+            f"B<={queries}|N<={entities}")
+
+
+def fastest_tile(run: Callable[[dict], None], benchmark: Callable[[Callable], float]) -> dict:
+    """The tile of ``ROTATE_TILE_CONFIGS`` whose ``run(tile)`` takes least time by
+    ``benchmark`` (a function of a call, returning its time)."""
+    return min(ROTATE_TILE_CONFIGS, key=lambda tile: benchmark(lambda: run(tile)))
+
+
+def _benchmark(fn: Callable) -> float:
+    """Milliseconds of a call of ``fn`` on the GPU: the median of a few after a warm-up."""
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=5, rep=25, return_mode="median")
+
+
+def tile_cache_path() -> Path:
+    """The file the chosen tiles persist in across processes: ``rotate_tiles.json`` in
+    ``$MMKGC_CACHE_DIR``, else in ``mmkgc_pyg`` under the user's cache folder
+    (``$XDG_CACHE_HOME``, default ``~/.cache``)."""
+    folder = os.environ.get("MMKGC_CACHE_DIR") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmkgc_pyg"
+    return Path(folder) / "rotate_tiles.json"
+
+
+def load_tiles(path: Path) -> Dict[str, dict]:
+    """The tiles a cache file holds, by key; a missing or corrupt file holds none, and an
+    entry that is not one of ``ROTATE_TILE_CONFIGS`` is left out."""
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(entries, dict):
+        return {}
+    return {key: tile for key, tile in entries.items() if tile in ROTATE_TILE_CONFIGS}
+
+
+# The tiles chosen or read so far in this process (read from the cache file at first use).
+_tiles: Optional[Dict[str, dict]] = None
+
+
+def _known_tiles() -> Dict[str, dict]:
+    global _tiles
+    if _tiles is None:
+        _tiles = load_tiles(tile_cache_path())
+    return _tiles
+
+
+def _save_tile(key: str, tile: dict) -> None:
+    """Adds one choice to the cache file (merged with what other processes wrote there;
+    replaced atomically). Unwritable, the choice still holds in this process."""
+    path = tile_cache_path()
+    try:
+        atomic_write_text(path, json.dumps({**load_tiles(path), key: tile}, indent=1,
+                                           sort_keys=True))
+    except OutputError as exc:
+        warnings.warn(f"RotatE tile cache not saved: {exc}", stacklevel=2)
 
 
 if HAS_TRITON:
@@ -290,7 +430,3 @@ if HAS_TRITON:
         dist = _distance(tl.zeros([BLOCK_P], dtype=tl.float32), q_cols_ptr, e_cols_ptr, query,
                          entity, mask, q_stride, e_stride, q_imag, e_imag, K, OUTER=False)
         tl.store(out_ptr + offs, dist, mask=mask)
-
-    _scores_kernel_tuned = triton.autotune(ROTATE_TILE_CONFIGS, key=["N", "K"])(_scores_kernel)
-    _count_kernel_tuned = triton.autotune(ROTATE_TILE_CONFIGS, key=["N", "K"],
-                                          reset_to_zero=["better_ptr", "tied_ptr"])(_count_kernel)

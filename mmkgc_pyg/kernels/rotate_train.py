@@ -11,13 +11,27 @@ With :math:`z = q - e`, :math:`\partial |z| / \partial \mathrm{Re}\, z = \mathrm
     \frac{\partial s_{b,c}}{\partial q_b} = -\frac{z_{b,c}}{|z_{b,c}|}, \qquad
     \frac{\partial s_{b,c}}{\partial e_{\mathrm{index}[b,c]}} = +\frac{z_{b,c}}{|z_{b,c}|}.
 
-The Triton forward gathers the candidate rows inside the kernel (no ``[B, C, 2k]`` copy);
-the backward sums the query gradient per program and scatters the entity gradient with
-fp32 atomics.
+The Triton forward gathers the candidate rows inside the kernel (no ``[B, C, 2k]`` copy).
+The backward is deterministic: every gradient row is a sum in a fixed order, written once.
+
+* Query :math:`b`: :math:`-\sum_c g_{b,c} z_{b,c} / |z_{b,c}|` for :math:`c = 0, \ldots, C-1`
+  in turn (one program per query and block of complex dims).
+* Entity :math:`n`: the flattened index ``[B*C]`` is stably sorted, so the positions
+  :math:`(b, c)` naming :math:`n` form one segment, in row-major order; one program per
+  segment (and block of complex dims) adds their contributions
+  :math:`g_{b,c} z_{b,c} / |z_{b,c}|` one at a time in that order and writes row :math:`n`
+  once. Rows no candidate names stay 0.
+
+Both sums add one term at a time in fp32, so the result does not depend on the launch
+settings (block sizes, unrolling) and is bitwise the same from call to call, eager or
+replayed in a CUDA graph (the sort is on the device, shapes are static, nothing syncs).
+The reference gathers with :func:`torch.nn.functional.embedding`, whose CPU backward also
+sums each row in index order (``entities[index]`` would accumulate with parallel atomics).
 """
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
@@ -27,7 +41,10 @@ from mmkgc_pyg.kernels.utils import HAS_TRITON, INTERPRETED, tl, triton, use_tri
 # RotatE training scores: blocks of BLOCK_C candidates x BLOCK_K complex dimensions.
 GATHER_BLOCKS = ({"BLOCK_C": 8, "BLOCK_K": 8} if INTERPRETED else
                  {"BLOCK_C": 16, "BLOCK_K": 64, "num_warps": 4})
-
+# Their gradients: one gradient row's block of BLOCK_K complex dims per program, adding
+# UNROLL terms per loop step (loads issued together, additions still one at a time).
+GATHER_BACKWARD_BLOCKS = ({"BLOCK_K": 8, "UNROLL": 2} if INTERPRETED else
+                          {"BLOCK_K": 256, "UNROLL": 4, "num_warps": 2})
 
 
 def _check_index(query: Tensor, index: Tensor) -> None:
@@ -40,10 +57,11 @@ def _check_index(query: Tensor, index: Tensor) -> None:
 
 def rotate_gather_scores_reference(query: Tensor, entities: Tensor, index: Tensor,
                                    margin: float) -> Tensor:
-    """Reference for :func:`rotate_gather_scores`: gather, then PyTorch autograd."""
+    """Reference for :func:`rotate_gather_scores`: gather, then PyTorch autograd
+    (deterministic on the CPU: the gather is an embedding lookup)."""
     check_complex_embeddings(query, entities)
     _check_index(query, index)
-    return margin - complex_distance(query[:, None], entities[index])
+    return margin - complex_distance(query[:, None], F.embedding(index.long(), entities))
 
 
 def rotate_gather_scores(query: Tensor, entities: Tensor, index: Tensor,
@@ -91,10 +109,23 @@ def _gather_backward_op(query: Tensor, entities: Tensor, index: Tensor,
     (B, C), K = index.shape, query.size(1) // 2
     grad_query = torch.zeros(query.shape, dtype=torch.float32, device=query.device)
     grad_entities = torch.zeros(entities.shape, dtype=torch.float32, device=query.device)
-    if grad_out.numel():
-        grid = (B, triton.cdiv(K, GATHER_BLOCKS["BLOCK_K"]))
-        _gather_backward_kernel[grid](query, entities, index, grad_out.float().contiguous(),
-                                      grad_query, grad_entities, C, K, **GATHER_BLOCKS)
+    M = B * C
+    if M:
+        grad_out = grad_out.float().contiguous()
+        k_blocks = triton.cdiv(K, GATHER_BACKWARD_BLOCKS["BLOCK_K"])
+        _query_gradient_kernel[(B, k_blocks)](query, entities, index, grad_out, grad_query, C,
+                                              K, **GATHER_BACKWARD_BLOCKS)
+        # Segments of the sorted index: entity rows[starts[g]] at sorted positions
+        # starts[g] ... starts[g + 1] - 1; starts[g] = M for g past the last segment.
+        rows, order = torch.sort(index.reshape(-1), stable=True)
+        new_row = torch.ones(M, dtype=torch.bool, device=index.device)
+        new_row[1:] = rows[1:] != rows[:-1]
+        segments = min(M, entities.size(0))  # static bound on their number
+        starts = torch.searchsorted(new_row.cumsum(0) - 1,
+                                    torch.arange(segments + 1, device=index.device))
+        _entity_gradient_kernel[(segments, k_blocks)](
+            query, entities, rows, order, starts, grad_out, grad_entities, C, K,
+            **GATHER_BACKWARD_BLOCKS)
     return grad_query, grad_entities
 
 
@@ -153,34 +184,83 @@ if HAS_TRITON:
                  mask=mask_c)
 
     @triton.jit
-    def _gather_backward_kernel(query_ptr, entities_ptr, index_ptr, grad_out_ptr,
-                                grad_query_ptr, grad_entities_ptr, C, K: tl.constexpr,
-                                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
-        """Program (b, j): complex dims j*BLOCK_K ... of query b's gradient (summed over its
-        candidates here) and of its candidates' gradients (scattered with atomics)."""
-        b = tl.program_id(0)
+    def _unit_gradient(q_re, q_im, e_re, e_im, grad):
+        """``grad * z / |z|`` with ``z = q - e`` (0 where z = 0): the term of ``e``'s
+        gradient, in fp32."""
+        z_re = q_re - e_re
+        z_im = q_im - e_im
+        modulus = tl.sqrt(z_re * z_re + z_im * z_im)
+        nonzero = modulus > 0
+        scale = tl.where(nonzero, grad / tl.where(nonzero, modulus, 1.0), 0.0)
+        return scale * z_re, scale * z_im
+
+    @triton.jit
+    def _query_gradient_kernel(query_ptr, entities_ptr, index_ptr, grad_out_ptr,
+                               grad_query_ptr, C, K: tl.constexpr, BLOCK_K: tl.constexpr,
+                               UNROLL: tl.constexpr):
+        """Program (b, j): complex dims j*BLOCK_K ... of query b's gradient, the sum over its
+        candidates c = 0, 1, ... in that order."""
+        b = tl.program_id(0).to(tl.int64)
         offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
         mask_k = offs_k < K
-        grad_q_re = tl.zeros([BLOCK_K], dtype=tl.float32)
-        grad_q_im = tl.zeros([BLOCK_K], dtype=tl.float32)
-        for c0 in range(0, C, BLOCK_C):
-            offs_c = c0 + tl.arange(0, BLOCK_C)
-            mask_c = offs_c < C
-            rows = tl.load(index_ptr + b.to(tl.int64) * C + offs_c, mask=mask_c, other=0)
-            grad = tl.load(grad_out_ptr + b.to(tl.int64) * C + offs_c, mask=mask_c, other=0.0)
-            z_re, z_im = _difference(query_ptr, entities_ptr, rows, b, offs_k, mask_c, mask_k, K)
-            modulus = tl.sqrt(z_re * z_re + z_im * z_im)
-            nonzero = modulus > 0
-            # grad * z / |z| is the entity's gradient (d s / d e = +z / |z|); 0 where z = 0.
-            scale = tl.where(nonzero, grad[:, None] / tl.where(nonzero, modulus, 1.0), 0.0)
-            g_re = scale * z_re
-            g_im = scale * z_im
-            e_ptrs = grad_entities_ptr + rows.to(tl.int64)[:, None] * 2 * K + offs_k[None, :]
-            mask = mask_c[:, None] & mask_k[None, :]
-            tl.atomic_add(e_ptrs, g_re, mask=mask, sem="relaxed")
-            tl.atomic_add(e_ptrs + K, g_im, mask=mask, sem="relaxed")
-            grad_q_re -= tl.sum(g_re, axis=0)
-            grad_q_im -= tl.sum(g_im, axis=0)
-        q_ptrs = grad_query_ptr + b.to(tl.int64) * 2 * K + offs_k
-        tl.store(q_ptrs, grad_q_re, mask=mask_k)
-        tl.store(q_ptrs + K, grad_q_im, mask=mask_k)
+        q_re = tl.load(query_ptr + b * 2 * K + offs_k, mask=mask_k, other=0.0).to(tl.float32)
+        q_im = tl.load(query_ptr + b * 2 * K + K + offs_k, mask=mask_k,
+                       other=0.0).to(tl.float32)
+        acc_re = tl.zeros([BLOCK_K], dtype=tl.float32)
+        acc_im = tl.zeros([BLOCK_K], dtype=tl.float32)
+        # The flat positions b * C + c of the query's candidates.
+        start = b * C
+        end = start + C
+        for p0 in range(start, end, UNROLL):
+            for u in tl.static_range(UNROLL):
+                valid = p0 + u < end
+                dims = offs_k < tl.where(valid, K, 0)  # no dims for a term past the end
+                row = tl.load(index_ptr + p0 + u, mask=valid, other=0).to(tl.int64)
+                grad = tl.load(grad_out_ptr + p0 + u, mask=valid, other=0.0)
+                e_ptrs = entities_ptr + row * 2 * K + offs_k
+                e_re = tl.load(e_ptrs, mask=dims, other=0.0).to(tl.float32)
+                e_im = tl.load(e_ptrs + K, mask=dims, other=0.0).to(tl.float32)
+                g_re, g_im = _unit_gradient(q_re, q_im, e_re, e_im, grad)
+                # d s / d q = -z / |z|; masked terms are skipped, not added as (signed) 0.
+                acc_re = tl.where(valid, acc_re - g_re, acc_re)
+                acc_im = tl.where(valid, acc_im - g_im, acc_im)
+        q_ptrs = grad_query_ptr + b * 2 * K + offs_k
+        tl.store(q_ptrs, acc_re, mask=mask_k)
+        tl.store(q_ptrs + K, acc_im, mask=mask_k)
+
+    @triton.jit
+    def _entity_gradient_kernel(query_ptr, entities_ptr, rows_ptr, order_ptr, starts_ptr,
+                                grad_out_ptr, grad_entities_ptr, C, K: tl.constexpr,
+                                BLOCK_K: tl.constexpr, UNROLL: tl.constexpr):
+        """Program (g, j): complex dims j*BLOCK_K ... of the gradient of segment g's entity,
+        the sum over the segment's sorted positions in order; past the last segment (an
+        empty one), nothing."""
+        g = tl.program_id(0)
+        start = tl.load(starts_ptr + g)
+        end = tl.load(starts_ptr + g + 1)
+        if start >= end:
+            return
+        row = tl.load(rows_ptr + start).to(tl.int64)
+        offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < K
+        e_re = tl.load(entities_ptr + row * 2 * K + offs_k, mask=mask_k,
+                       other=0.0).to(tl.float32)
+        e_im = tl.load(entities_ptr + row * 2 * K + K + offs_k, mask=mask_k,
+                       other=0.0).to(tl.float32)
+        acc_re = tl.zeros([BLOCK_K], dtype=tl.float32)
+        acc_im = tl.zeros([BLOCK_K], dtype=tl.float32)
+        for p0 in range(start, end, UNROLL):
+            for u in tl.static_range(UNROLL):
+                valid = p0 + u < end
+                dims = offs_k < tl.where(valid, K, 0)  # no dims for a term past the end
+                flat = tl.load(order_ptr + p0 + u, mask=valid, other=0)  # b * C + c
+                grad = tl.load(grad_out_ptr + flat, mask=valid, other=0.0)
+                q_ptrs = query_ptr + flat // C * 2 * K + offs_k
+                q_re = tl.load(q_ptrs, mask=dims, other=0.0).to(tl.float32)
+                q_im = tl.load(q_ptrs + K, mask=dims, other=0.0).to(tl.float32)
+                g_re, g_im = _unit_gradient(q_re, q_im, e_re, e_im, grad)
+                acc_re = tl.where(valid, acc_re + g_re, acc_re)
+                acc_im = tl.where(valid, acc_im + g_im, acc_im)
+        e_ptrs = grad_entities_ptr + row * 2 * K + offs_k
+        tl.store(e_ptrs, acc_re, mask=mask_k)
+        tl.store(e_ptrs + K, acc_im, mask=mask_k)

@@ -12,11 +12,18 @@ float64 distance is within ``NEAR_TIE * (4 + k) * d_target`` of the target's. Ex
 (identical entity rows) are computed with identical arithmetic and stay exact on every
 device; the tests of exact ties compare exactly.
 """
+import json
+
 import pytest
 import torch
 
 from mmkgc_pyg.evaluation import Ranks
-from mmkgc_pyg.kernels.rotate import rotate_rank_counts, rotate_scores, rotate_scores_reference
+from mmkgc_pyg.kernels import rotate
+from mmkgc_pyg.kernels.rotate import (ROTATE_TILE_CONFIGS, ROTATE_TUNE_ENTITIES,
+                                      ROTATE_TUNE_PAIRS, fastest_tile, load_tiles,
+                                      rotate_entity_columns, rotate_rank_counts, rotate_scores,
+                                      rotate_scores_reference, tile_buckets, tile_cache_path,
+                                      tile_key)
 
 SIZES = [(1, 1, 1), (5, 13, 3), (13, 37, 5), (37, 70, 13), (70, 5, 2)]  # (B, N, k)
 NEAR_TIE = 2.0**-21  # per unit of (4 + k) and of the target distance; see the docstring
@@ -188,3 +195,160 @@ def test_bad_shapes_raise_value_errors():
     with pytest.raises(ValueError, match="ptr"):
         rotate_rank_counts(query, entities, torch.zeros(3, dtype=torch.long),
                            torch.zeros(3, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- layout
+def _chunked_counts(query, entities, target, ptr, idx, step):
+    """Counts of queries ``step`` at a time (re-based filter lists), as evaluation calls."""
+    parts = []
+    for low in range(0, query.size(0), step):
+        high = min(low + step, query.size(0))
+        a, b = int(ptr[low]), int(ptr[high])
+        parts.append(rotate_rank_counts(query[low:high], entities, target[low:high],
+                                        ptr[low:high + 1] - a, idx[a:b]))
+    return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+
+
+@pytest.mark.parametrize("N", [1, 16, 37])
+def test_entity_columns_are_the_same_entities_read_in_place(kernel_device, N):
+    B, k = 13, 5
+    query, entities = on(kernel_device, *_embeddings(B, N, k, seed=N, duplicates=min(N // 4, 3)))
+    target = torch.arange(B, device=kernel_device) % N
+    ptr, idx = on(kernel_device, *_filters(B, N, target.cpu(), seed=N, include_target=True))
+    table = rotate_entity_columns(entities)
+    assert torch.equal(table, entities) and table.stride(0) == 1
+    assert table.stride(1) % 16 == 0 and table.stride(1) >= N
+    # The kernels take the table as it is: no transposed copy.
+    assert rotate._columns(table, 16).data_ptr() == table.data_ptr()
+    assert rotate._columns(entities, 16).data_ptr() != entities.data_ptr()
+    whole = [c.cpu() for c in rotate_rank_counts(query, entities, target, ptr, idx)]
+    for step in (1, 4, B):
+        for counts, expected in zip(_chunked_counts(query, table, target, ptr, idx, step), whole):
+            assert torch.equal(counts, expected)
+    assert_ranks_match(Ranks(*whole).realistic, kernel_device, query.cpu(), entities.cpu(),
+                       target.cpu(), ptr.cpu(), idx.cpu())
+    assert torch.equal(rotate_scores(query, table, 12.0), rotate_scores(query, entities, 12.0))
+
+
+def test_transposed_views_are_read_in_place_only_when_aligned(kernel_device):
+    """A transposed view is read in place when its rows are padded to 16 and backed by
+    memory; any other is copied, with the same counts."""
+    B, N, k = 9, 37, 3
+    query, entities = on(kernel_device, *_embeddings(B, N, k, seed=5))
+    target = torch.arange(B, device=kernel_device) * 4
+    ptr, idx = on(kernel_device, *_filters(B, N, target.cpu(), seed=5))
+    expected = [c.cpu() for c in rotate_rank_counts(query, entities, target, ptr, idx)]
+    padded = torch.full((2 * k, 48), float("nan"), device=kernel_device)  # padding unread
+    padded[:, :N] = entities.t()
+    unaligned = entities.t().contiguous().t()  # row stride 37
+    for view, in_place in ((padded[:, :N].t(), True), (unaligned, False)):
+        assert (rotate._columns(view, 16).data_ptr() == view.data_ptr()) == in_place
+        counts = rotate_rank_counts(query, view, target, ptr, idx)
+        assert all(torch.equal(c.cpu(), e) for c, e in zip(counts, expected))
+
+
+def test_entity_columns_need_a_table():
+    with pytest.raises(ValueError, match=r"\[N, 2k\]"):
+        rotate_entity_columns(torch.zeros(4))
+
+
+# ----------------------------------------------------------------------------- tiles
+def test_tile_buckets_are_powers_of_two_capped_at_the_timed_slice():
+    assert tile_buckets(1, 1) == (1, 1)
+    assert tile_buckets(13, 37) == (16, 64)
+    assert tile_buckets(19_804, 12_842) == (ROTATE_TUNE_PAIRS // 16_384, 16_384)  # DB15K
+    big = tile_buckets(10_266, 4_594_485)  # Wikidata5M: the cap, whatever N
+    assert big == tile_buckets(10_266, 2 * ROTATE_TUNE_ENTITIES + 1)
+    assert big == (ROTATE_TUNE_PAIRS // ROTATE_TUNE_ENTITIES, ROTATE_TUNE_ENTITIES)
+    for B, N in ((13, 37), (5000, 300_000), (3, 7)):
+        queries, entities = tile_buckets(B, N)
+        assert queries * entities <= max(ROTATE_TUNE_PAIRS, entities)
+        assert min(B, queries) >= 1 and min(N, entities) >= 1
+    cpu = torch.device("cpu")
+    key = tile_key("counts", cpu, torch.float32, 250, *tile_buckets(19_804, 12_842))
+    assert key == tile_key("counts", cpu, torch.float32, 250, *tile_buckets(9_000, 9_000))
+    assert key != tile_key("counts", cpu, torch.float32, 250, *tile_buckets(19_804, 8_000))
+    assert key != tile_key("scores", cpu, torch.float32, 250, *tile_buckets(19_804, 12_842))
+    assert key != tile_key("counts", cpu, torch.bfloat16, 250, *tile_buckets(19_804, 12_842))
+    assert key != tile_key("counts", cpu, torch.float32, 200, *tile_buckets(19_804, 12_842))
+
+
+def test_fastest_tile_takes_the_least_time():
+    times = iter([3.0, 2.0, 0.5, 1.0, 4.0])
+    runs = []
+    tile = fastest_tile(runs.append, lambda fn: (fn(), next(times))[1])
+    assert tile == ROTATE_TILE_CONFIGS[2] and runs == ROTATE_TILE_CONFIGS
+
+
+@pytest.fixture
+def tile_cache(tmp_path, monkeypatch):
+    """An empty tile cache file, and no tile chosen yet in this process."""
+    monkeypatch.setenv("MMKGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(rotate, "_tiles", None)
+    return tile_cache_path()
+
+
+def test_tile_cache_round_trip_and_corruption(tile_cache, monkeypatch):
+    assert tile_cache.parent.exists() and load_tiles(tile_cache) == {}
+    rotate._save_tile("a", ROTATE_TILE_CONFIGS[1])
+    rotate._save_tile("b", ROTATE_TILE_CONFIGS[3])  # merged with what the file holds
+    assert load_tiles(tile_cache) == {"a": ROTATE_TILE_CONFIGS[1], "b": ROTATE_TILE_CONFIGS[3]}
+    for corrupt in (b"{not json", b"\xff\xfe", b"[1, 2]", b""):
+        tile_cache.write_bytes(corrupt)
+        assert load_tiles(tile_cache) == {}
+    tile_cache.write_text(json.dumps({"a": {"BLOCK_B": 3}, "b": ROTATE_TILE_CONFIGS[0],
+                                      "c": "tile"}))
+    assert load_tiles(tile_cache) == {"b": ROTATE_TILE_CONFIGS[0]}  # unknown tiles left out
+    tile_cache.write_bytes(b"{not json")
+    rotate._save_tile("d", ROTATE_TILE_CONFIGS[4])  # a corrupt file is replaced
+    assert load_tiles(tile_cache) == {"d": ROTATE_TILE_CONFIGS[4]}
+    assert not list(tile_cache.parent.glob(".*.tmp"))
+    monkeypatch.setenv("MMKGC_CACHE_DIR", str(tile_cache / "file_as_folder"))
+    with pytest.warns(UserWarning, match="not saved"):
+        rotate._save_tile("e", ROTATE_TILE_CONFIGS[0])
+
+
+def test_chosen_tiles_count_and_score_as_the_fixed_tile(kernel_device, tile_cache,
+                                                        monkeypatch):
+    """The GPU's launcher, with a fake timing (timing means nothing in the interpreter):
+    every candidate runs once per new key, the fastest is kept (in the process and in the
+    cache file, which a corrupt file does not break), and the results equal the fixed
+    tile's bitwise (the timing runs leave no trace in the counts)."""
+    B, N, k = 13, 37, 5
+    query, entities = on(kernel_device, *_embeddings(B, N, k, seed=2, duplicates=4))
+    target = torch.arange(B, device=kernel_device) % N
+    ptr, idx = on(kernel_device, *_filters(B, N, target.cpu(), seed=2, include_target=True))
+    expected = [c.cpu() for c in rotate_rank_counts(query, entities, target, ptr, idx)]
+    expected_scores = rotate_scores(query, entities, 12.0).cpu()
+
+    fake_times = [3.0, 2.0, 4.0, 0.5, 1.0]  # ms of each candidate: the fourth is fastest
+    timed = []
+
+    def benchmark(fn):
+        fn()
+        timed.append(fn)
+        return fake_times[(len(timed) - 1) % len(fake_times)]
+
+    tile_cache.unlink(missing_ok=True)  # what a GPU chose for the expected results
+    monkeypatch.setattr(rotate, "INTERPRETED", False)
+    monkeypatch.setattr(rotate, "_tiles", None)
+    monkeypatch.setattr(rotate, "_benchmark", benchmark)
+
+    def check_counts(timings):
+        counts = rotate_rank_counts(query, entities, target, ptr, idx)
+        assert all(torch.equal(c.cpu(), e) for c, e in zip(counts, expected))
+        assert len(timed) == timings
+
+    check_counts(len(ROTATE_TILE_CONFIGS))
+    assert torch.equal(rotate_scores(query, entities, 12.0).cpu(), expected_scores)
+    assert len(timed) == 2 * len(ROTATE_TILE_CONFIGS)
+    keys = [tile_key(name, kernel_device, torch.float32, k, *tile_buckets(B, N))
+            for name in ("counts", "scores")]
+    assert load_tiles(tile_cache) == {key: ROTATE_TILE_CONFIGS[3] for key in keys}
+    check_counts(2 * len(ROTATE_TILE_CONFIGS))  # known in this process
+    monkeypatch.setattr(rotate, "_tiles", None)
+    check_counts(2 * len(ROTATE_TILE_CONFIGS))  # a new process reads the file
+    tile_cache.write_bytes(b"{corrupt")
+    monkeypatch.setattr(rotate, "_tiles", None)
+    check_counts(3 * len(ROTATE_TILE_CONFIGS))  # timed again, and saved
+    assert load_tiles(tile_cache) == {keys[0]: ROTATE_TILE_CONFIGS[3]}

@@ -1,10 +1,11 @@
 """RotatE candidate scoring for training (mmkgc_pyg.kernels.rotate_train): forward and
-gradients against autograd through the float64 reference, on ``--kernel-device``."""
+gradients against autograd through the float64 reference, on ``--kernel-device``; the
+gradients are bitwise reproducible (Triton path and reference)."""
 import pytest
 import torch
 
-from mmkgc_pyg.kernels.rotate_train import (rotate_gather_scores,
-                                            rotate_gather_scores_reference)
+from mmkgc_pyg.kernels import rotate_train
+from mmkgc_pyg.kernels.rotate_train import rotate_gather_scores, rotate_gather_scores_reference
 
 
 def _inputs(B, C, N, k, seed, dtype=torch.float32):
@@ -24,8 +25,8 @@ def _forward_backward(fn, query, entities, index, grad_out, device="cpu"):
     return scores.detach().cpu(), query.grad.cpu(), entities.grad.cpu()
 
 
-@pytest.mark.parametrize("B,C,N,k", [(1, 1, 1, 1), (5, 13, 7, 3), (13, 37, 70, 13),
-                                     (37, 5, 3, 9)])
+@pytest.mark.parametrize("B,C,N,k", [(1, 1, 1, 1), (5, 13, 7, 3), (6, 19, 40, 11),
+                                     (19, 5, 3, 9)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_forward_and_gradients_match_float64(kernel_device, B, C, N, k, dtype):
     # N < C for some cases: candidates repeat within a query and across queries, so the
@@ -42,6 +43,76 @@ def test_forward_and_gradients_match_float64(kernel_device, B, C, N, k, dtype):
     torch.testing.assert_close(scores.double(), expected[0], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(grad_query.double(), expected[1], **tol)
     torch.testing.assert_close(grad_entities.double(), expected[2], **tol)
+
+
+# Duplicates within a query (4, 4) and across queries (0, 4, 7, 11); entities 1-3, 5, 6, 8-10,
+# 12-18 named by no candidate. 12 positions, 5 segments: 7 of the 12 segment programs
+# return early. k = 9: an odd number of complex dims, over two blocks in the interpreter.
+_DUPLICATES = torch.tensor([[4, 4, 7, 0], [7, 11, 4, 4], [19, 0, 7, 11]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gradients_are_reproducible_and_exact(kernel_device, dtype):
+    query, entities, _ = _inputs(3, 4, 20, 9, seed=11, dtype=dtype)
+    grad_out = torch.randn(3, 4, generator=torch.Generator().manual_seed(12))
+    first = _forward_backward(rotate_gather_scores, query, entities, _DUPLICATES, grad_out,
+                              kernel_device)
+    again = _forward_backward(rotate_gather_scores, query, entities, _DUPLICATES, grad_out,
+                              kernel_device)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    expected = _forward_backward(rotate_gather_scores_reference, query.double(),
+                                 entities.double(), _DUPLICATES, grad_out.double())
+    # The sums are exact in float64 up to the fp32 arithmetic, then rounded to the dtype.
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 8e-3, "atol": 1e-2}
+    torch.testing.assert_close(first[1].double(), expected[1], **tol)
+    torch.testing.assert_close(first[2].double(), expected[2], **tol)
+    named = torch.zeros(20, dtype=torch.bool)
+    named[_DUPLICATES.flatten()] = True
+    assert (first[2][~named] == 0).all() and (first[2][named] != 0).all()
+
+
+def test_gradients_do_not_depend_on_launch_settings(kernel_device, monkeypatch):
+    """Terms are added one at a time in a fixed order: other blocks, same bits."""
+    query, entities, _ = _inputs(3, 4, 20, 9, seed=13)
+    grad_out = torch.randn(3, 4, generator=torch.Generator().manual_seed(14))
+    default = _forward_backward(rotate_gather_scores, query, entities, _DUPLICATES, grad_out,
+                                kernel_device)
+    monkeypatch.setattr(rotate_train, "GATHER_BACKWARD_BLOCKS",
+                        {**rotate_train.GATHER_BACKWARD_BLOCKS, "BLOCK_K": 16, "UNROLL": 3})
+    other = _forward_backward(rotate_gather_scores, query, entities, _DUPLICATES, grad_out,
+                              kernel_device)
+    assert torch.equal(default[1], other[1]) and torch.equal(default[2], other[2])
+
+
+def test_reference_gradients_are_reproducible_with_threads():
+    """Two threads, duplicate rows: the reference's entity gradient sums each row in a fixed
+    order (``entities[index]`` accumulates with atomics in parallel and differs run to run;
+    this size is above its parallel threshold)."""
+    query, entities, index = _inputs(64, 64, 50, 8, seed=15)
+    grad_out = torch.randn(64, 64, generator=torch.Generator().manual_seed(16))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [_forward_backward(rotate_gather_scores_reference, query, entities, index,
+                                  grad_out) for _ in range(5)]
+    finally:
+        torch.set_num_threads(threads)
+    for run in runs[1:]:
+        assert torch.equal(run[1], runs[0][1]) and torch.equal(run[2], runs[0][2])
+
+
+def test_compiles_with_torch_compile(kernel_device):
+    """The forward and backward custom ops trace into one graph (``aot_eager``: no
+    compiler needed); same scores and gradients as eager."""
+    query, entities, index = _inputs(4, 5, 6, 3, seed=17)
+    grad_out = torch.randn(4, 5, generator=torch.Generator().manual_seed(18))
+    compiled = torch.compile(rotate_gather_scores, backend="aot_eager", fullgraph=True)
+    expected = _forward_backward(rotate_gather_scores, query, entities, index, grad_out,
+                                 kernel_device)
+    for a, b in zip(_forward_backward(compiled, query, entities, index, grad_out,
+                                      kernel_device), expected):
+        assert torch.equal(a, b)
 
 
 def test_repeated_candidate_accumulates(kernel_device):
@@ -79,12 +150,13 @@ def test_reference_gradcheck():
         (query.requires_grad_(), entities.requires_grad_()))
 
 
-def test_empty_candidates(kernel_device):
-    query, entities, _ = _inputs(3, 0, 5, 2, seed=6)
+@pytest.mark.parametrize("B,C", [(3, 0), (0, 4)])
+def test_empty_candidates(kernel_device, B, C):
+    query, entities, _ = _inputs(B, C, 5, 2, seed=6)
     scores, grad_query, grad_entities = _forward_backward(
-        rotate_gather_scores, query, entities, torch.zeros(3, 0, dtype=torch.long),
-        torch.zeros(3, 0), kernel_device)
-    assert scores.shape == (3, 0)
+        rotate_gather_scores, query, entities, torch.zeros(B, C, dtype=torch.long),
+        torch.zeros(B, C), kernel_device)
+    assert scores.shape == (B, C) and grad_query.shape == (B, 4)
     assert (grad_query == 0).all() and (grad_entities == 0).all()
 
 

@@ -86,6 +86,11 @@ class Interaction(torch.nn.Module):
         a ``[B, N]`` score matrix); otherwise rank from :meth:`score_all`."""
         return False
 
+    def ranking_table(self, entities: Tensor) -> Tensor:
+        """The entities ``[N, D]`` as :meth:`rank_counts` and :meth:`topk` read them
+        fastest, laid out once for many calls (here: as they are)."""
+        return entities
+
     def rank_counts(self, query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
                     filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
         """``(better, tied)`` competitor counts of ``entities[target]`` per query (see

@@ -5,7 +5,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.kernels.rotate import rotate_rank_counts, rotate_scores
+from mmkgc_pyg.kernels.rotate import (rotate_entity_columns, rotate_rank_counts,
+                                      rotate_scores)
 from mmkgc_pyg.kernels.rotate_train import rotate_gather_scores
 from mmkgc_pyg.kernels.utils import use_triton
 from mmkgc_pyg.nn.interactions.base import Interaction
@@ -30,7 +31,8 @@ class RotatEInteraction(Interaction):
     reference implementation. Because :math:`|e^{\mathrm{i}\theta}| = 1`, head prediction
     is the same distance with the tail counter-rotated:
     :math:`|h \circ r - t| = |t \circ \bar{r} - h|`. All-entity scores, training candidates
-    and rank counts run Triton kernels on CUDA.
+    and rank counts run Triton kernels on CUDA; ranking reads the entities from
+    :meth:`ranking_table`, laid out once for the kernel.
     """
     complex_valued = True
 
@@ -75,6 +77,12 @@ class RotatEInteraction(Interaction):
 
     def fused_ranking(self, query: Tensor, entities: Tensor) -> bool:
         return use_triton(query, entities)
+
+    def ranking_table(self, entities: Tensor) -> Tensor:
+        """``entities`` laid out once as the ranking kernel reads them, for the
+        :meth:`rank_counts` calls of a ranking: an equal ``[N, 2k]`` view
+        (:func:`~mmkgc_pyg.kernels.rotate.rotate_entity_columns`)."""
+        return rotate_entity_columns(entities)
 
     def rank_counts(self, query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
                     filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
