@@ -3,24 +3,28 @@
 ``text`` embeds each entity's description (or readable name) with a sentence-transformers
 model, ``images`` each entity's images with a vision model (mean-pooled). Both write
 ``<NAME>-<modality>.pth`` into the dataset folder, where training finds it, and the
-presence mask beside it; the library functions are in :mod:`mmkgc_pyg.data`.
+presence mask beside it; the library functions are in :mod:`mmkgc_pyg.builders`.
+What matched no entity and which images could not be read is reported on stderr, the
+first few by name.
 """
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from mmkgc_pyg.builders.descriptions import entity_texts, read_descriptions
+from mmkgc_pyg.builders.image_features import (DEFAULT_IMAGE_MODEL, ImageEncoder,
+                                               find_entity_images, image_features)
+from mmkgc_pyg.builders.text_features import (DEFAULT_TEXT_MODEL, load_text_model,
+                                              text_features)
 from mmkgc_pyg.cli.common import positive_int, resolve_device, one_line_errors
-from mmkgc_pyg.data.descriptions import entity_texts, read_descriptions
 from mmkgc_pyg.data.entity_names import EntityIndex, find_link_files
-from mmkgc_pyg.data.image_features import (DEFAULT_IMAGE_MODEL, ImageEncoder,
-                                           find_entity_images, image_features)
 from mmkgc_pyg.data.openke import read_name_file
-from mmkgc_pyg.data.text_features import DEFAULT_TEXT_MODEL, load_text_model, text_features
 from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_torch_save
 
 OUTPUT_SUFFIXES = (".pth", ".pt")
+SHOWN = 5  # names listed of the keys that matched nothing, or of unreadable images
 
 
 def _add_common(parser: argparse.ArgumentParser, modality: str, model: str, batch: int):
@@ -66,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Embed each entity's images with a vision model (transformers) and "
                     "average them. Needs the [vision] extra.")
     images.add_argument("--images", required=True, metavar="DIR",
-                        help="IMAGES/<id or name>/*.jpg, or IMAGES/<id>.jpg and "
-                             "IMAGES/<id>_<n>.jpg (ids when every entry is an integer)")
+                        help="IMAGES/<id or name>/*.jpg, or IMAGES/<id or name>.jpg and "
+                             "IMAGES/<id or name>_<n>.jpg (ids when every entry is an "
+                             "integer)")
     _add_common(images, "visual", DEFAULT_IMAGE_MODEL, 32)
     return parser
 
@@ -88,6 +93,14 @@ def _outputs(args, modality: str) -> Tuple[Path, Path]:
     return out, mask
 
 
+def _counted(items: Sequence, what: str) -> str:
+    """``3 lines named no entity: 'a', 'b', 'c'``, the first :data:`SHOWN` by name."""
+    if not items:
+        return f"0 {what}"
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return f"{len(items)} {what}: {', '.join(map(repr, items[:SHOWN]))}{more}"
+
+
 def _entities(folder: str) -> Tuple[List[str], EntityIndex]:
     if not Path(folder).is_dir():
         raise InputError(f"--dataset {folder}: expected a dataset folder, got no such "
@@ -99,7 +112,7 @@ def _entities(folder: str) -> Tuple[List[str], EntityIndex]:
 def _load_model(load, args):
     try:
         return load(args.model, resolve_device(args.device))
-    except InputError:
+    except InputError:  # a missing extra; an uncached hub name without the hub
         raise
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean a bad --model
         reason = (str(e).strip().splitlines() or [""])[0][:200]
@@ -114,8 +127,8 @@ def build_text(args) -> str:
     descriptions = {}
     if args.descriptions:
         descriptions, unmatched = read_descriptions(args.descriptions, entities)
-        print(f"{args.descriptions}: {len(descriptions)} entities described; {unmatched} "
-              "lines named no entity", file=sys.stderr)
+        print(f"{args.descriptions}: {len(descriptions)} entities described; "
+              f"{_counted(unmatched, 'lines named no entity')}", file=sys.stderr)
     texts = entity_texts(names, descriptions)
     if all(t is None for t in texts):
         raise InputError(f"{args.dataset}: expected an entity with a description or a "
@@ -136,14 +149,16 @@ def build_images(args) -> str:
     images, unmatched = find_entity_images(args.images, entities)
     found = sum(map(len, images))
     print(f"{args.images}: {found} images of {sum(map(bool, images))} entities; "
-          f"{unmatched} entries named no entity", file=sys.stderr)
+          f"{_counted(unmatched, 'entries named no entity')}", file=sys.stderr)
     if found == 0:
         raise InputError(f"--images {args.images}: expected image files of the "
                          "dataset's entities, got none")
     encoder = _load_model(ImageEncoder, args)
     x, present, unreadable = image_features(images, encoder, args.batch_size)
     if unreadable:
-        print(f"{args.images}: skipped {unreadable} unreadable images", file=sys.stderr)
+        paths = [str(p.relative_to(args.images)) for p in unreadable]
+        print(f"{args.images}: skipped {_counted(paths, 'unreadable images')}",
+              file=sys.stderr)
     atomic_torch_save(x, out)
     atomic_torch_save(present, mask_out)
     return (f"wrote {out} {list(x.shape)} and {mask_out}: {int(present.sum())} of "

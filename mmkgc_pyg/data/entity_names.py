@@ -26,10 +26,15 @@ one more key for it; lines where neither or both ends name an entity add nothing
 neither does an alias that several entities share as their key, or that two lines give
 to different entities. :func:`find_link_files` finds the files named as
 those downloads name them (``ent_links``, ``*_SameAsLink.txt``) in a dataset folder.
+
+**Ids or names.** A source's keys (:func:`match_keys`: the lines of a descriptions file,
+the entries of an images folder, the datasets of an HDF5 file) are read *per source*:
+when every key is a non-negative integer they are entity ids, otherwise every key is a
+name for :class:`EntityIndex`. One rule for all sources, so a file never mixes the two.
 """
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote
 
 from mmkgc_pyg.errors import InputError
@@ -146,3 +151,39 @@ class EntityIndex:
         self._keys.update(aliases)
         self._ambiguous |= conflicting
         return len(aliases)
+
+
+def _is_id(spelling: str) -> bool:
+    return spelling.isascii() and spelling.isdigit()
+
+
+def match_keys(keys: Sequence[Union[str, Sequence[str]]], entities: EntityIndex,
+               where: Callable[[int], str]) -> List[Optional[int]]:
+    r"""The entity id that each key of one source names, ``None`` where it names none.
+
+    The keys are ids when every key is a non-negative integer, else names (module
+    docstring). A key may come in several spellings, in order of preference (the image
+    file ``Paris_2.png``: ``Paris_2``, then ``Paris``); its first spelling that is an id,
+    or in names its first that names an entity, counts.
+
+    Args:
+        keys: each key, or the tuple of its spellings.
+        entities (EntityIndex): the entities to match.
+        where (Callable[[int], str]): the place of key ``i`` for error messages (a file
+            and line, a path, an HDF5 key).
+
+    Raises:
+        InputError: an id out of ``[0, num_entities)``.
+    """
+    spellings = [(key,) if isinstance(key, str) else tuple(key) for key in keys]
+    if all(any(map(_is_id, options)) for options in spellings):
+        ids = []
+        for i, options in enumerate(spellings):
+            spelling = next(s for s in options if _is_id(s))
+            if int(spelling) >= entities.num_entities:
+                raise InputError(f"{where(i)}: expected an entity id in "
+                                 f"[0, {entities.num_entities}), got {spelling}")
+            ids.append(int(spelling))
+        return ids
+    return [next((e for e in map(entities.lookup, options) if e is not None), None)
+            for options in spellings]

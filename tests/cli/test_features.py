@@ -2,11 +2,13 @@
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from feature_models import minilm_path, save_image, save_tiny_vit
+from mmkgc_pyg.builders.text_features import DEFAULT_TEXT_MODEL
 from mmkgc_pyg.cli import features
 from mmkgc_pyg.data import load_openke
 
@@ -49,7 +51,7 @@ def test_text_embeds_descriptions_else_names(dataset, tmp_path, capsys):
                           str(descriptions), "--model", model_path, "--batch-size", "2",
                           "--device", "cpu"], capsys)
     assert code == 0, err
-    assert "1 entities described; 1 lines named no entity" in err
+    assert "1 entities described; 1 lines named no entity: 'Not_in_the_graph'" in err
     assert "2 of 3 entities have text (1 descriptions, 1 names)" in out
 
     x = torch.load(dataset / "TOY-textual.pth", weights_only=True)
@@ -84,17 +86,36 @@ def test_text_embeds_descriptions_else_names(dataset, tmp_path, capsys):
     assert (tmp_path / "names-mask.pt").is_file()
 
 
-@pytest.mark.parametrize("model", ["{dataset}", "no-such-org/no-such-model"])
-def test_text_bad_model_is_one_line(dataset, capsys, model):
+def test_text_bad_model_folder_is_one_line(dataset, capsys):
     minilm_path()
-    model = model.format(dataset=dataset)  # a folder that is no model; a hub name, offline
-    code, _, err = run(["text", "--dataset", str(dataset), "--model", model,
-                        "--device", "cpu"], capsys)
+    code, _, err = run(["text", "--dataset", str(dataset), "--model", str(dataset),
+                        "--device", "cpu"], capsys)  # a folder that is no model
     assert code == 2
-    assert err.splitlines()[-1].startswith(f"error: --model {model}: expected a local "
+    assert err.splitlines()[-1].startswith(f"error: --model {dataset}: expected a local "
                                            "model folder or a hub name that can be loaded")
     assert "Traceback" not in err
     assert not (dataset / "TOY-textual.pth").exists()
+
+
+@pytest.mark.parametrize("model", [None, "no-such-org/no-such-model"])
+def test_text_hub_name_offline_fails_at_once_naming_the_packaged_model(
+        dataset, capsys, monkeypatch, model):
+    packaged = minilm_path()
+    from huggingface_hub import try_to_load_from_cache
+
+    name = model or DEFAULT_TEXT_MODEL
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        pytest.skip(f"{name} is in the local hub cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    code, _, err = run(["text", "--dataset", str(dataset), "--device", "cpu",
+                        *(["--model", model] if model else [])], capsys)
+    assert time.monotonic() - start < 30  # the hub client alone retries for over a minute
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {name}: expected a local model folder, or a hub model "
+                          "in the local cache while the Hugging Face hub is unreachable "
+                          "(HF_HUB_OFFLINE is set)")
+    assert err.endswith(f"; all-MiniLM-L6-v2 works offline: --model {packaged}\n")
 
 
 def test_images_mean_pool_and_skip_corrupt_files(dataset, tmp_path, capsys):
@@ -111,13 +132,26 @@ def test_images_mean_pool_and_skip_corrupt_files(dataset, tmp_path, capsys):
                              "--model", model_path, "--out", str(out)], capsys)
     assert code == 0, err
     assert "5 images of 3 entities; 0 entries named no entity" in err
-    assert "skipped 2 unreadable images" in err
+    assert "skipped 2 unreadable images: '1_1.png', '2/broken.jpg'" in err
     assert "2 of 3 entities have images" in stdout
 
     x = torch.load(out, weights_only=True)
     mask = torch.load(tmp_path / "visual-mask.pth", weights_only=True)
     assert mask.tolist() == [True, True, False] and x[2].abs().sum() == 0
     assert (x[0] - x[1]).norm() > 1e-4  # entity 0 averages a.png with b.jpg
+
+
+def test_images_name_the_first_entries_that_match_no_entity(dataset, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for stem in ["Nobody", "Somebody_1", "m.0zzz", "Q1", "Elsewhere", "Zeta", "Zulu"]:
+        (images / f"{stem}.png").write_bytes(b"")
+    code, _, err = run(["images", "--dataset", str(dataset), "--images", str(images)],
+                       capsys)
+    assert code == 2
+    assert (f"{images}: 0 images of 0 entities; 7 entries named no entity: 'Elsewhere.png', "
+            "'Nobody.png', 'Q1.png', 'Somebody_1.png', 'Zeta.png' and 2 more\n") in err
+    assert err.splitlines()[-1].startswith(f"error: --images {images}: expected image files")
 
 
 @pytest.mark.parametrize("command, module, extra", [

@@ -1,7 +1,7 @@
 import pytest
 
 from mmkgc_pyg.data.entity_names import (EntityIndex, entity_key, find_link_files,
-                                         readable_name)
+                                         match_keys, readable_name)
 from mmkgc_pyg.errors import InputError
 
 NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
@@ -86,3 +86,22 @@ def test_bad_link_line_names_file_and_line(tmp_path):
     links.write_text("a\tb\nlonely\n")
     with pytest.raises(InputError, match=r"ent_links:2: expected two linked names"):
         EntityIndex(NAMES, [links])
+
+
+def test_match_keys_reads_ids_or_names_per_source():
+    index = EntityIndex(NAMES)
+    where = "line {}".format
+    assert match_keys(["5", "0", "3"], index, where) == [5, 0, 3]
+    # One key that is no integer makes every key a name: "3" names no entity.
+    assert match_keys(["3", "Andy_Griffith", "Nobody"], index, where) == [None, 0, None]
+    with pytest.raises(InputError, match=r"^line 1: expected an entity id in \[0, 6\), got 6$"):
+        match_keys(["0", "6"], index, where)
+
+
+def test_match_keys_takes_the_first_spelling_that_matches():
+    index = EntityIndex(NAMES + ["<http://dbpedia.org/resource/Apollo_11>"])
+    keys = [("Apollo_11", "Apollo"), ("Plain_name_2", "Plain_name"), ("Nobody_1", "Nobody"),
+            "AC/DC"]
+    assert match_keys(keys, index, str) == [6, 5, None, 1]
+    # Ids when every key has an integer spelling.
+    assert match_keys([("4_1", "4"), ("2",)], index, str) == [4, 2]

@@ -9,21 +9,25 @@ the last hidden states).
 
 **Layout** of an images folder (:func:`find_entity_images`). Each entry of ``IMAGES``
 is either a folder holding any number of images of one entity (subfolders included) or
-a single image file. Entries are read *per folder*: when every entry's name (a folder's
-name; a file's name up to its first ``_`` or its extension) is a non-negative integer,
-they are entity ids, so ``IMAGES/17/*.jpg``, ``IMAGES/17.png`` and ``IMAGES/17_0.jpg``,
-``IMAGES/17_1.jpg`` all belong to entity 17 (an id out of range is an error);
-otherwise every entry is an entity name in any form that
+a single image file. An entry's key is a folder's name, or a file's stem, where a final
+``_<n>`` numbers the images of one entity: ``17_1.jpg`` is image 1 of entity 17 and
+``Paris_2.png`` image 2 of Paris, unless the whole stem names an entity
+(``Apollo_11.jpg`` is an image of Apollo_11 when that is an entity). The keys are read *per folder*
+(:func:`~mmkgc_pyg.data.entity_names.match_keys`): when every entry's key is a
+non-negative integer they are entity ids, so ``IMAGES/17/*.jpg``, ``IMAGES/17.png`` and
+``IMAGES/17_0.jpg``, ``IMAGES/17_1.jpg`` all belong to entity 17 (an id out of range is
+an error); otherwise every key is an entity name in any form that
 :class:`~mmkgc_pyg.data.entity_names.EntityIndex` matches (``IMAGES/Andy_Griffith/``,
-``IMAGES/Andy_Griffith.jpg``, or a Freebase mid ``IMAGES/m.01m4kpp/`` given a link
-file), a file's whole stem being the name, and entries naming no entity are counted.
-Images are files ending in one of :data:`IMAGE_SUFFIXES` (any case); other files and
-names starting with ``.`` are ignored.
+``IMAGES/Andy_Griffith_0.jpg``, or a Freebase mid ``IMAGES/m.01m4kpp/`` given a link
+file), and the entries naming no entity are returned. Images are files ending in one of
+:data:`IMAGE_SUFFIXES` (any case); other files and names starting with ``.`` are
+ignored.
 
 An entity's feature is the mean of the embeddings of its readable images; an image that
-cannot be decoded is skipped and counted, and an entity without a readable image is
+cannot be decoded is skipped and returned, and an entity without a readable image is
 missing.
 """
+import re
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -31,30 +35,36 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mmkgc_pyg.data.entity_names import EntityIndex
+from mmkgc_pyg.builders.hub import load_from_folder_or_hub
+from mmkgc_pyg.data.entity_names import EntityIndex, match_keys
 from mmkgc_pyg.errors import InputError, InvalidArgumentError
 from mmkgc_pyg.extras import require
 
 DEFAULT_IMAGE_MODEL = "facebook/dinov2-small"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif",
                             ".tiff"})
+_NUMBERED = re.compile(r"(.+)_[0-9]+")
 
 
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def _id_part(entry: Path) -> str:
-    return entry.name if entry.is_dir() else entry.stem.partition("_")[0]
+def _key_spellings(entry: Path) -> Tuple[str, ...]:
+    # The whole stem first: an entity may be named like a numbered image (Apollo_11).
+    if entry.is_dir():
+        return (entry.name,)
+    numbered = _NUMBERED.fullmatch(entry.stem)
+    return (entry.stem, numbered[1]) if numbered else (entry.stem,)
 
 
-def find_entity_images(folder, entities: EntityIndex) -> Tuple[List[List[Path]], int]:
+def find_entity_images(folder, entities: EntityIndex) -> Tuple[List[List[Path]], List[str]]:
     r"""The image files of each entity in an images folder (layout in the module
     docstring).
 
     Returns:
         ``(images, unmatched)``: for each entity id its image paths (sorted), and the
-        number of folder entries that name no entity.
+        names of the folder's entries that name no entity (sorted).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -62,20 +72,14 @@ def find_entity_images(folder, entities: EntityIndex) -> Tuple[List[List[Path]],
                          "directory")
     entries = [e for e in sorted(folder.iterdir())
                if not e.name.startswith(".") and (e.is_dir() or _is_image(e))]
-    by_id = all(_id_part(e).isascii() and _id_part(e).isdigit() for e in entries)
+    ids = match_keys([_key_spellings(e) for e in entries], entities,
+                     lambda i: str(entries[i]))
     images: List[List[Path]] = [[] for _ in range(entities.num_entities)]
-    unmatched = 0
-    for entry in entries:
-        if by_id:
-            entity = int(_id_part(entry))
-            if entity >= entities.num_entities:
-                raise InputError(f"{entry}: expected an entity id in "
-                                 f"[0, {entities.num_entities}), got {entity}")
-        else:
-            entity = entities.lookup(entry.name if entry.is_dir() else entry.stem)
-            if entity is None:
-                unmatched += 1
-                continue
+    unmatched = []
+    for entry, entity in zip(entries, ids):
+        if entity is None:
+            unmatched.append(entry.name)
+            continue
         images[entity] += ([p for p in sorted(entry.rglob("*"))
                             if _is_image(p) and not p.name.startswith(".")]
                            if entry.is_dir() else [entry])
@@ -87,7 +91,8 @@ class ImageEncoder:
     embeddings ``[B, d]`` (float32, CPU).
 
     Args:
-        model (str): a local model folder or a hub name.
+        model (str): a local model folder or a hub name (without the hub, from the local
+            hub cache only: :func:`~mmkgc_pyg.builders.hub.load_from_folder_or_hub`).
         device (torch.device, optional): where the model runs (default: CPU).
     """
 
@@ -95,8 +100,10 @@ class ImageEncoder:
         transformers = require("transformers", "vision", "building image features")
         require("PIL.Image", "vision", "building image features")
         self.device = torch.device(device or "cpu")
-        self.processor = transformers.AutoImageProcessor.from_pretrained(model)
-        self.model = transformers.AutoModel.from_pretrained(model).eval().to(self.device)
+        self.processor, network = load_from_folder_or_hub(model, lambda local: (
+            transformers.AutoImageProcessor.from_pretrained(model, local_files_only=local),
+            transformers.AutoModel.from_pretrained(model, local_files_only=local)))
+        self.model = network.eval().to(self.device)
 
     @torch.no_grad()
     def __call__(self, images) -> Tensor:
@@ -123,7 +130,8 @@ def read_image(path):
 
 
 def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], Tensor],
-                   batch_size: int = 32, progress: bool = True) -> Tuple[Tensor, Tensor, int]:
+                   batch_size: int = 32,
+                   progress: bool = True) -> Tuple[Tensor, Tensor, List[Path]]:
     r"""Features of entities from their images, mean-pooled per entity.
 
     Args:
@@ -135,7 +143,7 @@ def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], T
     Returns:
         ``(x, present, unreadable)``: float32 ``[N, d]``, each row the mean embedding of
         the entity's readable images and zeros where it has none; bool ``[N]``, ``True``
-        where it has one; and the number of images skipped as unreadable.
+        where it has one; and the image files skipped as unreadable.
     """
     if batch_size < 1:
         raise InvalidArgumentError(f"image_features: expected batch_size >= 1, got {batch_size}")
@@ -144,15 +152,14 @@ def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], T
         raise InvalidArgumentError("image_features: expected at least one image file")
     sums: Optional[Tensor] = None
     counts = torch.zeros(len(images))
-    unreadable, first_unreadable = 0, None
+    unreadable: List[Path] = []
     batch_ids: List[int] = []
     batch: list = []
     with tqdm(total=len(jobs), desc="images", unit="image", disable=not progress) as bar:
         for i, (entity, path) in enumerate(jobs):
             image = read_image(path)
             if image is None:
-                unreadable += 1
-                first_unreadable = first_unreadable or path
+                unreadable.append(path)
             else:
                 batch_ids.append(entity)
                 batch.append(image)
@@ -166,8 +173,8 @@ def image_features(images: Sequence[Sequence[Path]], encoder: Callable[[list], T
                 batch_ids, batch = [], []
             bar.update()
     if sums is None:
-        raise InputError(f"{first_unreadable}: expected at least one readable image, "
-                         f"got {unreadable} unreadable ones, this one among them")
+        raise InputError(f"{unreadable[0]}: expected at least one readable image, got "
+                         f"{len(unreadable)} unreadable ones, this one among them")
     present = counts > 0
     x = (sums / counts.clamp(min=1).double().unsqueeze(1)).float()
     return x, present, unreadable

