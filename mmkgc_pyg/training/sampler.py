@@ -3,15 +3,19 @@ r"""Negative sampling: Bernoulli side choice and filtered corruption, fully on d
 Triples are encoded as int64 keys :math:`(h R + r) N + t`; a sorted key table and
 :func:`torch.searchsorted` answer membership and rank queries for a whole batch at
 once, so :class:`NegativeSampler` never loops over triples nor syncs with the host.
+The tables are built from a :class:`~mmkgc_pyg.data.kg.TripleIndex` (the training
+triples' keys sorted in both directions) in linear time, without sorting again.
 """
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from mmkgc_pyg.data.kg import TripleIndex
 from mmkgc_pyg.errors import InvalidArgumentError
-from mmkgc_pyg.data.kg import triple_keys
 
+# Per half of a TripleIndex (forward, inverse): the query of each key and where runs start.
+Runs = List[Tuple[Tensor, Tensor]]
 # Raw draws are reduced modulo the number of admissible entities; with 2**62 raw values
 # the modulo bias is at most N / 2**62, i.e. none worth mentioning.
 _RAW_HIGH = 2**62
@@ -46,7 +50,9 @@ class NegativeSampler:
     checked (:attr:`last_unfiltered` is ``None``).
 
     Args:
-        triples: Training triples, LongTensor ``[E, 3]`` of (head, relation, tail).
+        triples: Training triples, LongTensor ``[E, 3]`` of (head, relation, tail), or
+            their :class:`~mmkgc_pyg.data.kg.TripleIndex` (e.g. one shared with the
+            :class:`~mmkgc_pyg.evaluation.FilterIndex`, so that they are sorted once).
         num_entities: :math:`N`.
         num_relations: :math:`R`.
         num_negatives: :math:`K`.
@@ -55,23 +61,26 @@ class NegativeSampler:
         device: Where the tables live and sampling runs (default: ``triples.device``).
     """
 
-    def __init__(self, triples: Tensor, num_entities: int, num_relations: int,
-                 num_negatives: int, mode: str = "bernoulli", filtered: bool = True,
-                 device: Optional[Union[str, torch.device]] = None):
+    def __init__(self, triples: Union[Tensor, TripleIndex], num_entities: int,
+                 num_relations: int, num_negatives: int, mode: str = "bernoulli",
+                 filtered: bool = True, device: Optional[Union[str, torch.device]] = None):
         _check_arguments(triples, num_entities, num_relations, num_negatives, mode)
-        triples = torch.unique(triples.to(device if device is not None else triples.device), dim=0)
+        triples = triples.to(device) if device is not None else triples  # sorted there
+        index = (triples if isinstance(triples, TripleIndex)
+                 else TripleIndex(triples, num_entities, num_relations))
         self.num_entities = num_entities
         self.num_relations = num_relations
         self.num_negatives = num_negatives
         self.mode = mode
         self.filtered = filtered
-        self.device = triples.device
-        self.tph, self.hpt = _answers_per_query(triples, num_entities, num_relations)
+        self.device = index.device
+        runs = [_query_runs(keys, num_entities) for keys in (index.forward, index.inverse)]
+        self.tph, self.hpt = _answers_per_query(runs, num_relations)
         total = self.tph + self.hpt
         head_prob = torch.where(total > 0, self.tph / total.clamp(min=1e-12), 0.5)
         #: Probability of corrupting the head, per relation, ``[R]``.
         self.head_prob = head_prob if mode == "bernoulli" else torch.full_like(head_prob, 0.5)
-        self._keys, self._free_rank = _query_tables(triples, num_entities, num_relations)
+        self._keys, self._free_rank = _query_tables(index, runs)
         #: Negatives of the last call that are known triples (filtered mode; see above).
         self.last_unfiltered: Optional[Tensor] = (
             torch.zeros((), dtype=torch.long, device=self.device) if filtered else None)
@@ -120,8 +129,8 @@ class NegativeSampler:
         return torch.where(no_free, raw % n, rank + num_known_below)
 
 
-def _check_arguments(triples: Tensor, num_entities: int, num_relations: int,
-                     num_negatives: int, mode: str) -> None:
+def _check_arguments(triples: Union[Tensor, TripleIndex], num_entities: int,
+                     num_relations: int, num_negatives: int, mode: str) -> None:
     for name, value in (("num_entities", num_entities), ("num_relations", num_relations),
                         ("num_negatives", num_negatives)):
         if not isinstance(value, int) or value < 1:
@@ -130,6 +139,13 @@ def _check_arguments(triples: Tensor, num_entities: int, num_relations: int,
     if mode not in ("bernoulli", "uniform"):
         raise InvalidArgumentError(f"NegativeSampler: mode: expected 'bernoulli' or 'uniform', "
                                    f"got {mode!r}")
+    if isinstance(triples, TripleIndex):
+        if (triples.num_entities, triples.num_relations) != (num_entities, num_relations):
+            raise InvalidArgumentError(f"NegativeSampler: triples: expected an index of "
+                                       f"{num_entities} entities and {num_relations} "
+                                       f"relations, got {triples.num_entities} and "
+                                       f"{triples.num_relations}")
+        return
     if triples.dim() != 2 or triples.size(1) != 3 or triples.dtype != torch.long:
         raise InvalidArgumentError(f"NegativeSampler: triples: expected a LongTensor [E, 3], "
                                    f"got {triples.dtype} {tuple(triples.shape)}")
@@ -142,29 +158,60 @@ def _check_arguments(triples: Tensor, num_entities: int, num_relations: int,
                                    f"got (h, r, t) ranges {low} .. {high}")
 
 
-def _answers_per_query(triples: Tensor, num_entities: int,
-                       num_relations: int) -> Tuple[Tensor, Tensor]:
-    """Per relation, tails per head (tph) and heads per tail (hpt) of distinct triples."""
-    head, rel, tail = triples.unbind(1)
+def _query_runs(keys: Tensor, num_entities: int) -> Tuple[Tensor, Tensor]:
+    """The query of each key of a :class:`TripleIndex` half (``key // N``: ``h R + r``
+    for forward keys, ``t R + r`` for inverse ones; ascending) and the mask of where each
+    query's run of keys starts."""
+    query = keys // num_entities
+    start = torch.ones_like(query, dtype=torch.bool)
+    start[1:] = query[1:] != query[:-1]
+    return query, start
+
+
+def _answers_per_query(runs: Runs, num_relations: int) -> Tuple[Tensor, Tensor]:
+    """Per relation, tails per head (tph) and heads per tail (hpt) of distinct triples:
+    their number over that of distinct (h, r) queries, over that of distinct (r, t)."""
+    (forward, forward_start), (inverse, inverse_start) = runs
+    rel = forward % num_relations
     count = torch.bincount(rel, minlength=num_relations).double()
-    heads = torch.bincount(torch.unique(head * num_relations + rel) % num_relations,
-                           minlength=num_relations)
-    tails = torch.bincount(torch.unique(rel * num_entities + tail) // num_entities,
-                           minlength=num_relations)
+    # Each run start weighs one: distinct queries are counted without a masked copy.
+    heads = torch.bincount(rel, forward_start.double(), num_relations)
+    tails = torch.bincount(inverse % num_relations, inverse_start.double(), num_relations)
     return count / heads.clamp(min=1), count / tails.clamp(min=1)
 
 
-def _query_tables(triples: Tensor, num_entities: int, num_relations: int) -> Tuple[Tensor, Tensor]:
+def _query_tables(index: TripleIndex, runs: Runs) -> Tuple[Tensor, Tensor]:
     r"""Sorted keys of the tail queries of all triples and their inverses, and the rank table.
 
-    Query :math:`q = h R' + r` (:math:`R' = 2R`) owns the key range :math:`[qN, (q+1)N)`.
-    The rank table holds :math:`qN + s_i - i` for the :math:`i`-th known answer
-    :math:`s_i` of :math:`q`: non-decreasing, so it is still sorted.
+    Query :math:`q = h R' + r` (:math:`R' = 2R`; relation :math:`R + r` is the inverse
+    of :math:`r`) owns the key range :math:`[qN, (q+1)N)`. The rank table holds
+    :math:`qN + s_i - i` for the :math:`i`-th known answer :math:`s_i` of :math:`q`:
+    non-decreasing, so it is still sorted.
+
+    Both halves come sorted from ``index``: a forward key :math:`(hR + r)N + t` becomes
+    :math:`(h R' + r)N + t` and an inverse key :math:`(tR + r)N + h` becomes
+    :math:`(t R' + R + r)N + h`, which keeps each half's order and its queries' runs; in
+    the merged order the keys led by entity :math:`e` are its forward keys, then its
+    inverse keys. So a key's place is its place in its half plus the keys of the other
+    half before it, counted per leading entity: linear time, no sort.
     """
-    head, rel, tail = triples.unbind(1)
-    inverse = torch.stack([tail, rel + num_relations, head], dim=1)
-    keys = triple_keys(torch.cat([triples, inverse]), num_entities, 2 * num_relations)
-    keys = torch.sort(keys).values
-    group_start = torch.searchsorted(keys, keys - keys % num_entities)
-    rank_in_group = torch.arange(keys.numel(), device=keys.device) - group_start
-    return keys, keys - rank_in_group
+    n, num_rel, size = index.num_entities, index.num_relations, len(index)
+    (forward, forward_start), (inverse, inverse_start) = runs
+    forward_lead, inverse_lead = forward // num_rel, inverse // num_rel
+    forward_count, inverse_count = (torch.bincount(lead, minlength=n)
+                                    for lead in (forward_lead, inverse_lead))
+    position = torch.arange(size, device=index.device)
+    # A forward key led by entity e follows the inverse keys led by entities < e; an
+    # inverse key led by e follows the forward keys led by entities <= e.
+    forward_place = position + (inverse_count.cumsum(0) - inverse_count)[forward_lead]
+    inverse_place = position + forward_count.cumsum(0)[inverse_lead]
+    keys = index.forward.new_empty(2 * size)
+    free_rank = torch.empty_like(keys)
+    for half, (half_keys, lead, start, place) in enumerate((
+            (index.forward, forward_lead, forward_start, forward_place),
+            (index.inverse, inverse_lead, inverse_start, inverse_place))):
+        mapped = half_keys + (lead + half) * (num_rel * n)
+        rank = position - torch.where(start, position, 0).cummax(0).values  # in its query
+        keys.index_copy_(0, place, mapped)
+        free_rank.index_copy_(0, place, mapped - rank)
+    return keys, free_rank

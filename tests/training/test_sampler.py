@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.data.kg import TripleIndex, triple_keys
 from mmkgc_pyg.training.sampler import NegativeSampler
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -55,6 +55,34 @@ def test_triple_keys_overflow_bound():
     assert triple_keys(one, 2**31, 1).item() == 1  # R N^2 = 2^62 fits
     with pytest.raises(ValueError, match="2\\*\\*63"):
         triple_keys(one, 2**31, 2)  # R N^2 = 2^63 does not
+
+
+def test_query_tables_by_definition():
+    # Keys of the tail queries of every distinct triple and of its inverse (relation
+    # R + r, head and tail swapped), sorted; the rank table subtracts from each key the
+    # number of keys of its query before it.
+    triples = _dense_graph(8, 3, density=0.3, seed=6)
+    triples = torch.cat([triples, triples[:5]])  # repeats count once
+    n, r = 8, 3
+    sampler = NegativeSampler(triples, n, r, num_negatives=2)
+    both = torch.cat([triples, torch.stack([triples[:, 2], triples[:, 1] + r, triples[:, 0]], 1)])
+    keys = torch.unique(triple_keys(both, n, 2 * r))
+    assert torch.equal(sampler._keys, keys)
+    rank = [sum(1 for other in keys[:i].tolist() if other // n == k // n)
+            for i, k in enumerate(keys.tolist())]
+    assert torch.equal(sampler._free_rank, keys - torch.tensor(rank))
+
+
+def test_a_shared_triple_index_gives_the_same_sampler():
+    triples = _dense_graph(9, 3, density=0.3, seed=7)
+    from_triples = NegativeSampler(triples, 9, 3, num_negatives=6)
+    shared = NegativeSampler(TripleIndex(triples, 9, 3), 9, 3, num_negatives=6)
+    for name in ("_keys", "_free_rank", "tph", "hpt", "head_prob"):
+        assert torch.equal(getattr(shared, name), getattr(from_triples, name)), name
+    draws = [s(triples, torch.Generator().manual_seed(1))[0] for s in (from_triples, shared)]
+    assert torch.equal(*draws)
+    with pytest.raises(ValueError, match="expected an index of 9 entities and 4 relations"):
+        NegativeSampler(TripleIndex(triples, 9, 3), 9, 4, num_negatives=6)
 
 
 def test_bernoulli_statistics_hand_computed():
