@@ -10,8 +10,9 @@ from typing import Dict, Optional
 
 import torch
 
+from mmkgc_pyg.data.kg import MODALITY_NAME
 from mmkgc_pyg.errors import CheckpointError
-from mmkgc_pyg.io import atomic_torch_save
+from mmkgc_pyg.io import atomic_torch_save, restricted_torch_load
 from mmkgc_pyg.nn.interactions import INTERACTIONS
 from mmkgc_pyg.nn.model import MMKGCModel
 
@@ -34,17 +35,18 @@ def model_config(model: MMKGCModel) -> Dict:
     }
 
 
-def save_checkpoint(model: MMKGCModel, path, dataset: Optional[Dict] = None,
+def save_checkpoint(model: MMKGCModel, path, dataset_metadata: Optional[Dict] = None,
                     state_dict: Optional[Dict] = None) -> None:
-    """Writes ``path`` atomically; ``dataset`` holds metadata such as its name and folder,
-    ``state_dict`` other weights for the same model (default: its current ones)."""
+    """Writes ``path`` atomically; ``dataset_metadata`` says how to find the dataset again
+    (its name, fingerprint and folder: ``model.dataset`` once loaded), ``state_dict``
+    holds other weights for the same model (default: its current ones)."""
     atomic_torch_save({
         "format": FORMAT,
         "config": model_config(model),
         "state_dict": model.state_dict() if state_dict is None else state_dict,
         "entity_names": model.entity_names,
         "relation_names": model.relation_names,
-        "dataset": dataset or {},
+        "dataset": dataset_metadata or {},
     }, path)
 
 
@@ -62,7 +64,7 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
     if path.is_dir():
         raise CheckpointError(f"{path}: expected a checkpoint file, got a folder")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = restricted_torch_load(path, map_location=map_location)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors vary by torch version
@@ -75,9 +77,7 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
         raise CheckpointError(f"{path}: written by another version of mmkgc-pyg (format {fmt!r}; "
                               f"this version reads {FORMAT!r}): retrain, or use that version")
     config, state = _validated(path, payload)
-    features = {name: torch.zeros(shape) for name, shape in config.pop("feature_shapes")}
-    dtype = getattr(torch, config.pop("feature_dtype"))
-    model = MMKGCModel(features=features, feature_dtype=dtype, **config)
+    model = _build(config)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -88,6 +88,13 @@ def load_checkpoint(path, map_location="cpu") -> MMKGCModel:
     model.relation_names = payload.get("relation_names")
     model.dataset = payload["dataset"]
     return model.eval()
+
+
+def _build(config: Dict) -> MMKGCModel:
+    """The model of a validated checkpoint configuration (its tables still to load)."""
+    features = {name: torch.empty(shape) for name, shape in config.pop("feature_shapes")}
+    dtype = getattr(torch, config.pop("feature_dtype"))
+    return MMKGCModel(features=features, feature_dtype=dtype, **config)
 
 
 def _validated(path: Path, payload: Dict):
@@ -120,19 +127,20 @@ def _validated(path: Path, payload: Dict):
     shapes = config["feature_shapes"]
     if not isinstance(shapes, list) or not all(
             isinstance(s, list) and len(s) == 2 and isinstance(s[0], str)
-            and isinstance(s[1], list) and len(s[1]) == 2 for s in shapes):
-        raise bad("expected feature_shapes as [[name, [rows, columns]], ...]")
+            and MODALITY_NAME.fullmatch(s[0]) and isinstance(s[1], list) and len(s[1]) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in s[1])
+            for s in shapes):
+        raise bad("expected feature_shapes as [[modality name, [rows, columns]], ...]")
     # Every tensor the configuration implies must be in the file with that shape: the
-    # file's own tensors bound what building the model allocates.
-    interaction = INTERACTIONS[config["interaction"]](config["hidden_channels"], margin)
-    implied = {"node_emb.weight": [config["num_nodes"], interaction.entity_channels],
-               "rel_emb.weight": [config["num_relations"], interaction.relation_channels],
-               **{f"features.{name}": shape for name, shape in shapes}}
-    for key, shape in implied.items():
+    # file's own tensors bound what building the model allocates. The shapes are those
+    # of the model itself, built on the meta device (nothing allocated).
+    with torch.device("meta"):
+        implied = _build(dict(config)).state_dict()
+    for key, value in implied.items():
         tensor = state.get(key)
-        if not isinstance(tensor, torch.Tensor) or list(tensor.shape) != shape:
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != value.shape:
             got = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise bad(f"expected {key} of shape {shape}, got {got}")
+            raise bad(f"expected {key} of shape {list(value.shape)}, got {got}")
     for key, count in (("entity_names", config["num_nodes"]),
                        ("relation_names", config["num_relations"])):
         names = payload.get(key)

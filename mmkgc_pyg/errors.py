@@ -12,6 +12,7 @@ Two families matter to a caller:
 The library only raises; the command-line tools map the classes to exit statuses in one
 place (``mmkgc_pyg.cli.common``).
 """
+import reprlib
 from typing import Any, List
 
 
@@ -38,7 +39,8 @@ class ConfigError(InputError):
     """
 
     def __init__(self, name: str, value: Any, expected: str):
-        super().__init__(f"{name}={value!r}: expected {expected}")
+        # reprlib bounds the text of a huge or deeply nested value.
+        super().__init__(f"{name}={reprlib.repr(value)}: expected {expected}")
         self.name, self.value, self.expected = name, value, expected
 
 
@@ -106,11 +108,13 @@ class TrainingInterrupted(MMKGCError):
         signal_number (int): the signal that asked for the stop.
         epoch (int): the epoch that was running (1-based).
         step (int): the steps of it that were done.
+        checkpoint: where the training state of that point was written (None: nowhere).
     """
 
     def __init__(self, signal_number: int, epoch: int, step: int):
-        super().__init__(f"interrupted in epoch {epoch}, after step {step}")
+        super().__init__(f"interrupted in epoch {epoch} after step {step}")
         self.signal_number, self.epoch, self.step = signal_number, epoch, step
+        self.checkpoint = None
 
 
 class DataWarning(UserWarning):

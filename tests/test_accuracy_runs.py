@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_runs.py"
 
@@ -28,8 +28,8 @@ def test_accuracy_runs_cover_every_configuration(tmp_path):
     spec = importlib.util.spec_from_file_location("accuracy_runs", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    data = make_synthetic_kg(num_entities=120, num_relations=4, num_train=600,
-                             num_valid=40, num_test=40)
+    data = make_synthetic_kg(SyntheticGraph(
+        num_entities=120, num_relations=4, num_train=600, num_valid=40, num_test=40))
     write_openke(data, tmp_path / "toy", with_features=True)
     write_openke(data, tmp_path / "bare", with_features=False)
     out = tmp_path / "results"

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from utils import random_kg
-from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adamf_rgcn.py"
 
@@ -20,9 +20,10 @@ def load_example():
 def test_training_lowers_the_loss(monkeypatch, capsys):
     example = load_example()
     # The default graph, shrunk: few relations mean few R-GCN message passes.
-    monkeypatch.setattr(example, "make_synthetic_kg", functools.partial(
-        make_synthetic_kg, num_entities=300, num_relations=3, num_clusters=10,
-        domain_size=4, num_train=2000, num_valid=100, num_test=100))
+    small = SyntheticGraph(num_entities=300, num_relations=3, num_clusters=10, domain_size=4,
+                           num_train=2000, num_valid=100, num_test=100)
+    monkeypatch.setattr(example, "make_synthetic_kg", functools.partial(make_synthetic_kg,
+                                                                        small))
     losses = example.main(steps=10, seed=0, batch_size=256)
     assert len(losses) == 10
     assert sum(losses[-3:]) < sum(losses[:3])

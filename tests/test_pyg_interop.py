@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.optim as optim
 
-from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 from mmkgc_pyg.nn import MMKGCModel
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -18,8 +18,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_pygs_kge_example_runs_with_mmkgc_model_swapped_in():
     """PyG's ``examples/kge_fb15k_237.py``, shortened (2 epochs, a small synthetic graph in
     place of FB15k-237), with ``MMKGCModel`` in place of ``RotatE`` and nothing else changed."""
-    kg = make_synthetic_kg(num_entities=300, num_relations=5, num_clusters=10, domain_size=4,
-                           num_train=1200, num_valid=60, num_test=60)
+    kg = make_synthetic_kg(SyntheticGraph(
+        num_entities=300, num_relations=5, num_clusters=10, domain_size=4, num_train=1200,
+        num_valid=60, num_test=60))
     device = 'cpu'
     train_data, val_data, test_data = (kg.to_data(s) for s in ("train", "val", "test"))
 
@@ -70,18 +71,26 @@ def test_pygs_kge_example_runs_with_mmkgc_model_swapped_in():
     assert 0 <= rank < 300 and 0 < mrr <= 1 and 0 <= hits_at_10 <= 1
 
 
-def test_readme_path_from_a_pyg_dataset_to_a_trained_model(datasets_dir, tmp_path):
-    """The README's five lines, run as written on DB15K (tiny configuration)."""
-    code = re.search(r"```python\n(# From a PyG dataset.*?)```", README.read_text(), re.S)[1]
+def test_readme_python_paths_run_as_written(datasets_dir, tmp_path):
+    """The README's pipeline call and its PyG dataset path, run as written on DB15K (tiny
+    configurations)."""
+    code = re.search(r"```python\n(# One call.*?)```", README.read_text(), re.S)[1]
     root = tmp_path / "DB15K"
     shutil.copytree(datasets_dir / "DB15K", root / "raw")
-    code = code.replace('"data/DB15K"', repr(str(root))).replace(
-        "TrainConfig(epochs=100)", "TrainConfig(dim=4, negatives=4, epochs=1, eval_every=1)")
+    tiny = "dim=4, negatives=4, epochs=1, eval_every=1"
+    code = (code.replace('"datasets/DB15K"', repr(str(datasets_dir / "DB15K")))
+            .replace('{"epochs": 100}', f"dict({tiny})")
+            .replace('"runs/db15k', '"' + str(tmp_path / "runs"))
+            .replace('"data/DB15K"', repr(str(root)))
+            .replace("TrainConfig(epochs=100)", f"TrainConfig({tiny})")
+            .replace("trainer.fit([print])", "trainer.fit([])"))
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    model = namespace["model"]
-    assert model.modalities == ["textual"] and model.num_nodes == 12842
-    assert namespace["trainer"].best_valid["mrr"] > 0
+    result, trainer = namespace["result"], namespace["trainer"]
+    assert result.model.modalities == ["textual"] and result.model.num_nodes == 12842
+    assert (tmp_path / "runs" / "model.pt").is_file()
+    assert (tmp_path / "runs-copy" / "config.yaml").is_file()
+    assert trainer.model.num_nodes == 12842 and trainer.stopper.best_valid["mrr"] > 0
 
 
 def test_readme_library_example_runs_as_written():

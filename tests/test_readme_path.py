@@ -12,7 +12,7 @@ import pytest
 from feature_models import minilm_path, require_vision, save_image, save_tiny_vit
 from mmkgc_pyg import load_checkpoint
 from mmkgc_pyg.cli import features, predict, train, tune
-from mmkgc_pyg.data import make_synthetic_kg, write_openke
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg, write_openke
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TOOLS = {"features": features, "tune": tune, "train": train, "predict": predict}
@@ -35,8 +35,9 @@ def mykg(tmp_path, monkeypatch):
     minilm_path()  # skips, naming the extra, where the README path's extras are missing
     require_vision()
     pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
-    graph = make_synthetic_kg(num_entities=120, num_relations=4, num_clusters=6,
-                              domain_size=4, num_train=600, num_valid=40, num_test=40)
+    graph = make_synthetic_kg(SyntheticGraph(
+        num_entities=120, num_relations=4, num_clusters=6, domain_size=4, num_train=600,
+        num_valid=40, num_test=40))
     graph.entity_names = ["Paris", "France", *(f"Place_{i}" for i in range(2, 120))]
     graph.relation_names = ["capital_of", *(f"relation_{i}" for i in range(1, 4))]
     folder = write_openke(graph, tmp_path / "mykg", features=False)

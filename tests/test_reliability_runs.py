@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mmkgc_pyg.cli import train as train_cli
-from mmkgc_pyg.cli.run_folder import locked
-from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.run_folder import locked
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 from mmkgc_pyg.data.openke import write_openke
 
 TINY = ["--dim", "4", "--negatives", "4", "--batch-size", "128", "--eval-every", "1",
@@ -26,8 +27,9 @@ TINY = ["--dim", "4", "--negatives", "4", "--batch-size", "128", "--eval-every",
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     """A tiny OpenKE folder with a textual feature file."""
-    kg = make_synthetic_kg(num_entities=120, num_relations=4, num_clusters=6, domain_size=3,
-                           num_train=600, num_valid=40, num_test=40)
+    kg = make_synthetic_kg(SyntheticGraph(
+        num_entities=120, num_relations=4, num_clusters=6, domain_size=3, num_train=600,
+        num_valid=40, num_test=40))
     return write_openke(kg, tmp_path_factory.mktemp("data") / "tiny")
 
 
@@ -54,10 +56,10 @@ def test_a_folder_holding_a_run_is_not_overwritten_unasked(graph, tmp_path, caps
     train("--dataset", graph, "--epochs", 1, "--out", out)
     before = (out / "model.pt").read_bytes()
     fails(capsys, "--dataset", graph, "--epochs", 1, "--out", out,
-          expected="holds an earlier run (config.json, config.yaml, model.pt")
+          expected="holds an earlier run (config.yaml, model.pt")
     assert (out / "model.pt").read_bytes() == before
     train("--dataset", graph, "--epochs", 1, "--out", out, "--overwrite", "--seed", 7)
-    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 7
+    assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 7
 
 
 def test_a_folder_in_use_by_another_process_is_refused(graph, tmp_path, capsys):
@@ -110,11 +112,14 @@ def test_read_only_and_full_disks_give_one_line(graph, tmp_path, capsys):
 def test_resume_accepts_only_flags_that_keep_the_run(graph, tmp_path, capsys):
     out = tmp_path / "run"
     train("--dataset", graph, "--epochs", 2, "--out", out, "--checkpoint-every", 1)
-    for flag, value in (("--dim", "8"), ("--out", str(tmp_path / "elsewhere")),
-                        ("--dataset", str(graph)), ("--lr", "0.5")):
-        fails(capsys, "--resume", out, flag, value, expected=f"{flag}: cannot be given with "
-                                                             "--resume")
-    results = train_cli.main(["--resume", str(out), "--epochs", "3", "--quiet"])
+    for flag, value, expected in (
+            ("--dim", "8", "--dim 8: expected the run's own value 4"),
+            ("--lr", "0.5", "--lr 0.5: expected the run's own value 0.0001"),
+            ("--out", str(tmp_path / "elsewhere"), "cannot differ from --resume")):
+        fails(capsys, "--resume", out, flag, value, expected=expected)
+    # The original command, run again with --resume: every value equals the run's.
+    results = train("--resume", out, "--dataset", graph, "--out", out, "--checkpoint-every",
+                    1, "--epochs", 3)
     history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2, 3] and results["test"]["count"] > 0
 
@@ -146,13 +151,17 @@ def test_a_checkpoint_of_another_run_is_not_resumed(graph, tmp_path, capsys):
     fails(capsys, "--resume", second, expected="belongs to another run")
 
 
-def test_a_config_json_of_the_wrong_types_is_refused(graph, tmp_path, capsys):
+@pytest.mark.parametrize("key, value, expected", [
+    ("dim", "four", "config.yaml: dim='four': expected a int"),
+    ("drop_modality_rate", 7, "config.yaml: drop_modality_rate=7: expected a number in [0, 1]"),
+])
+def test_a_tampered_config_yaml_is_refused(graph, tmp_path, capsys, key, value, expected):
     out = tmp_path / "run"
     train("--dataset", graph, "--epochs", 1, "--out", out, "--checkpoint-every", 1)
-    config = json.loads((out / "config.json").read_text())
-    config["train"]["dim"] = "four"
-    (out / "config.json").write_text(json.dumps(config))
-    fails(capsys, "--resume", out, expected="config.json: dim='four': expected a int")
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    config[key] = value
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    fails(capsys, "--resume", out, expected=expected)
 
 
 def run_cli(args, **kwargs):
@@ -181,7 +190,7 @@ def test_a_signal_stops_within_a_step_and_the_run_resumes_exactly(graph, tmp_pat
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
     last = [line for line in err.splitlines() if line.strip()][-1]
-    assert f"--resume {out}" in last and "stopped at epoch" in last
+    assert f"--resume {out}" in last and "stopped in epoch" in last
     resumed = train_cli.main(["--resume", str(out), "--quiet"])
     for split in ("valid", "test"):
         assert resumed[split]["mrr"] == reference[split]["mrr"]

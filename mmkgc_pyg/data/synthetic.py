@@ -37,7 +37,7 @@ entities, 16 relations, 15,000 / 1,500 / 1,500 triples, 42% of the entities in a
 neither; generation takes well under a second.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Literal, Optional, Tuple, Union, overload
 
 import torch
 from torch import Tensor
@@ -199,19 +199,11 @@ def _modality(lat: SyntheticLatents, dim: int, noise: float, g) -> Tensor:
     return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
 
 
-def make_synthetic_kg(num_entities: int = 2500, num_relations: int = 16,
-                      num_clusters: int = 40, latent_dim: int = 8, domain_size: int = 32,
-                      num_train: int = 15000, num_valid: int = 1500, num_test: int = 1500,
-                      tails_per_head: Optional[float] = None, sharpness: float = 16.0,
-                      generic: float = 0.25, long_tail: float = 0.45,
-                      long_tail_degree: int = 3, test_long_tail: float = 0.7,
-                      zipf_exponent: float = 1.0, noise: float = 0.3,
-                      modalities: Optional[Dict[str, Tuple[int, float]]] = None,
-                      degree_bias: float = 0.3, seed: int = 0, return_latents: bool = False
-                      ) -> Union[KGDataset, Tuple[KGDataset, SyntheticLatents]]:
-    r"""Generate the synthetic multi-modal KG (process in the module docstring).
+@dataclass
+class SyntheticGraph:
+    r"""The parameters of the synthetic multi-modal KG (process in the module docstring).
 
-    Args:
+    Attributes:
         num_entities, num_relations (int): graph size.
         num_clusters (int): number of entity types :math:`C`.
         latent_dim (int): reals per latent vector (even: real and imaginary halves).
@@ -238,58 +230,108 @@ def make_synthetic_kg(num_entities: int = 2500, num_relations: int = 16,
             'visual': (64, 0.6)}``.
         degree_bias (float): logit shift of availability per standard deviation of
             log training degree (well-observed entities more often have modalities).
+    """
+    num_entities: int = 2500
+    num_relations: int = 16
+    num_clusters: int = 40
+    latent_dim: int = 8
+    domain_size: int = 32
+    num_train: int = 15000
+    num_valid: int = 1500
+    num_test: int = 1500
+    tails_per_head: Optional[float] = None
+    sharpness: float = 16.0
+    generic: float = 0.25
+    long_tail: float = 0.45
+    long_tail_degree: int = 3
+    test_long_tail: float = 0.7
+    zipf_exponent: float = 1.0
+    noise: float = 0.3
+    modalities: Optional[Dict[str, Tuple[int, float]]] = None
+    degree_bias: float = 0.3
+
+    def __post_init__(self):
+        if (self.num_entities < self.num_clusters or self.domain_size > self.num_clusters
+                or self.latent_dim % 2):
+            raise InvalidArgumentError(
+                f"SyntheticGraph: expected num_clusters={self.num_clusters} <= num_entities="
+                f"{self.num_entities}, domain_size={self.domain_size} <= num_clusters and an "
+                f"even latent_dim, got latent_dim={self.latent_dim}")
+
+
+# The return type follows return_latents, for type checkers.
+@overload
+def make_synthetic_kg(graph: Optional[SyntheticGraph] = None, seed: int = 0,
+                      return_latents: Literal[False] = False) -> KGDataset: ...
+
+
+@overload
+def make_synthetic_kg(graph: Optional[SyntheticGraph], seed: int,
+                      return_latents: Literal[True]) -> Tuple[KGDataset, SyntheticLatents]: ...
+
+
+@overload
+def make_synthetic_kg(graph: Optional[SyntheticGraph] = None, seed: int = 0, *,
+                      return_latents: Literal[True]) -> Tuple[KGDataset, SyntheticLatents]: ...
+
+
+def make_synthetic_kg(graph: Optional[SyntheticGraph] = None, seed: int = 0,
+                      return_latents: bool = False
+                      ) -> Union[KGDataset, Tuple[KGDataset, SyntheticLatents]]:
+    r"""Generate the synthetic multi-modal KG (process in the module docstring).
+
+    Args:
+        graph (SyntheticGraph, optional): its parameters (default: the embedded default
+            graph of ``python -m mmkgc_pyg.train``).
         seed (int): equal seeds give equal datasets.
         return_latents (bool): also return the planted :class:`SyntheticLatents`.
     """
-    if num_entities < num_clusters or domain_size > num_clusters or latent_dim % 2:
-        raise InvalidArgumentError(f"expected num_clusters={num_clusters} <= num_entities="
-                                   f"{num_entities}, domain_size={domain_size} <= num_clusters and "
-                                   f"an even latent_dim, got latent_dim={latent_dim}")
+    p = graph or SyntheticGraph()
     g = torch.Generator().manual_seed(seed)
-    cluster = (torch.arange(num_entities) % num_clusters)[torch.randperm(num_entities,
-                                                                         generator=g)]
+    cluster = (torch.arange(p.num_entities) % p.num_clusters)[
+        torch.randperm(p.num_entities, generator=g)]
     # The least visible ``long_tail`` fraction keeps only 1..long_tail_degree triples.
-    rank = torch.randperm(num_entities, generator=g)
-    tail_degree = torch.randint(1, long_tail_degree + 1, (num_entities,), generator=g)
-    tail_degree[rank < round((1 - long_tail) * num_entities)] = 0
+    rank = torch.randperm(p.num_entities, generator=g)
+    tail_degree = torch.randint(1, p.long_tail_degree + 1, (p.num_entities,), generator=g)
+    tail_degree[rank < round((1 - p.long_tail) * p.num_entities)] = 0
     lat = SyntheticLatents(
         cluster=cluster,
         # Unit expected norm, so ``sharpness`` sets the spread of logits for any k.
-        z=torch.randn(num_entities, latent_dim, generator=g) / latent_dim ** 0.5,
-        visibility=(rank.double() + 1).pow(-zipf_exponent).float(),
-        domains=_domains(num_relations, num_clusters, domain_size, g),
-        target=(torch.arange(num_clusters)
-                + torch.randint(num_clusters, (num_relations, 1), generator=g)) % num_clusters,
-        rotation=_rotations(num_relations, latent_dim, g),
-        sharpness=sharpness * 2.0 ** (2 * torch.rand(num_relations, generator=g) - 1)
-        * (torch.rand(num_relations, generator=g) >= generic),
-        functional=torch.rand(num_relations, generator=g) < 1 / 3,
+        z=torch.randn(p.num_entities, p.latent_dim, generator=g) / p.latent_dim ** 0.5,
+        visibility=(rank.double() + 1).pow(-p.zipf_exponent).float(),
+        domains=_domains(p.num_relations, p.num_clusters, p.domain_size, g),
+        target=(torch.arange(p.num_clusters) + torch.randint(
+            p.num_clusters, (p.num_relations, 1), generator=g)) % p.num_clusters,
+        rotation=_rotations(p.num_relations, p.latent_dim, g),
+        sharpness=p.sharpness * 2.0 ** (2 * torch.rand(p.num_relations, generator=g) - 1)
+        * (torch.rand(p.num_relations, generator=g) >= p.generic),
+        functional=torch.rand(p.num_relations, generator=g) < 1 / 3,
         true_triples=torch.empty(0, 3, dtype=torch.long))
     # The true graph is about 4x the requested triples, so that most of it is unseen.
     lat.true_triples = true = _true_triples(
-        lat, tails_per_head, round(4.2 * (num_train + num_valid + num_test)), g)
-    observed = _observe(true, lat, tail_degree, num_train, g)
+        lat, p.tails_per_head, round(4.2 * (p.num_train + p.num_valid + p.num_test)), g)
+    observed = _observe(true, lat, tail_degree, p.num_train, g)
     train = true[observed][torch.randperm(int(observed.sum()), generator=g)]
-    held = _hold_out(true, observed, tail_degree > 0, num_valid + num_test,
-                     test_long_tail, num_relations, g)
-    valid, test = held[:num_valid], held[num_valid:]
+    held = _hold_out(true, observed, tail_degree > 0, p.num_valid + p.num_test,
+                     p.test_long_tail, p.num_relations, g)
+    valid, test = held[:p.num_valid], held[p.num_valid:]
 
-    log_deg = torch.bincount(train[:, [0, 2]].flatten(), minlength=num_entities).float()
+    log_deg = torch.bincount(train[:, [0, 2]].flatten(), minlength=p.num_entities).float()
     log_deg = log_deg.clamp(min=1).log()
     log_deg = (log_deg - log_deg.mean()) / log_deg.std().clamp(min=1e-6)
     features, masks = {}, {}
-    for name, (dim, availability) in sorted((modalities or DEFAULT_MODALITIES).items()):
-        x = _modality(lat, dim, noise, g)
-        logit = torch.logit(torch.tensor(availability)) + degree_bias * log_deg
-        masks[name] = torch.rand(num_entities, generator=g) < torch.sigmoid(logit)
+    for name, (dim, availability) in sorted((p.modalities or DEFAULT_MODALITIES).items()):
+        x = _modality(lat, dim, p.noise, g)
+        logit = torch.logit(torch.tensor(availability)) + p.degree_bias * log_deg
+        masks[name] = torch.rand(p.num_entities, generator=g) < torch.sigmoid(logit)
         features[name] = x * masks[name].unsqueeze(1)
 
-    categories = relation_categories(torch.cat([train, valid, test]), num_relations)
-    width_e, width_r = len(str(num_entities - 1)), len(str(num_relations - 1))
+    categories = relation_categories(torch.cat([train, valid, test]), p.num_relations)
+    width_e, width_r = len(str(p.num_entities - 1)), len(str(p.num_relations - 1))
     dataset = KGDataset(
-        name="synthetic", num_entities=num_entities, num_relations=num_relations,
+        name="synthetic", num_entities=p.num_entities, num_relations=p.num_relations,
         train=train, valid=valid, test=test,
-        entity_names=[f"e{i:0{width_e}d}" for i in range(num_entities)],
-        relation_names=[f"r{i:0{width_r}d}" for i in range(num_relations)],
+        entity_names=[f"e{i:0{width_e}d}" for i in range(p.num_entities)],
+        relation_names=[f"r{i:0{width_r}d}" for i in range(p.num_relations)],
         features=features, masks=masks, test_categories=split_by_category(test, categories))
     return (dataset, lat) if return_latents else dataset

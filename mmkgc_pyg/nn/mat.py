@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
+from mmkgc_pyg.nn.adamf import AdaMF
 from mmkgc_pyg.nn.generator import ModalityGenerator
 
 
@@ -48,23 +49,23 @@ class MAT(torch.nn.Module):
         for g in self.generators.values():
             g.draw_noise(num_entities, generator)
 
-    def forward(self, model, index: Tensor, generator: Optional[torch.Generator] = None,
+    def forward(self, struct: Tensor, adamf: AdaMF, generator: Optional[torch.Generator] = None,
                 grad_to: str = "model") -> Tensor:
-        """Adversarial joint embeddings ``[n, D]`` of ``model``'s entities ``index``.
+        """Adversarial joint embeddings ``[n, D]`` of entities with structural embeddings
+        ``struct [n, D]``, fused by the model's ``adamf``.
 
         ``grad_to`` says where gradients go: ``"model"`` (the generators run without a
         graph; only the fusion and the structural embedding get gradients),
         ``"generators"`` (the structural embedding is detached; the caller freezes the
         rest of the model) or ``"both"`` (the reference's model step: the gradient also
-        reaches the structural embedding through the generators, whose own gradients
-        the caller discards)."""
+        reaches the structural embedding through the generators; a caller that does not
+        want the generators' own gradients freezes them)."""
         if grad_to not in ("model", "generators", "both"):
             raise InvalidArgumentError(f"grad_to={grad_to!r}: expected 'model', 'generators' or "
                                        f"'both'")
-        struct = model.node_emb(index)
         if grad_to == "generators":
             struct = struct.detach()
         source = struct.detach() if grad_to == "model" else struct
         with torch.set_grad_enabled(grad_to != "model" and torch.is_grad_enabled()):
             fakes = [g(source, generator) for g in self.generators.values()]
-        return model.adamf.fuse(torch.stack([struct, *fakes], dim=1))
+        return adamf.fuse(torch.stack([struct, *fakes], dim=1))

@@ -82,13 +82,16 @@ class MMKGCModel(KGEModel):
         self.relation_names: Optional[List[str]] = None
 
         self.interaction = INTERACTIONS[interaction](hidden_channels, margin)
-        self.node_emb = torch.nn.Embedding(num_nodes, self.interaction.entity_channels,
-                                           sparse=sparse)
-        self.rel_emb = torch.nn.Embedding(num_relations, self.interaction.relation_channels,
-                                          sparse=sparse)
-        # Initialised here and again in reset_parameters, so that a seed builds the same
-        # weights as mmkgc-pyg 0.1 did.
-        self.interaction.reset_relations(self.rel_emb.weight)
+        # Each value is initialised once, where the tables are allocated (under
+        # ``with torch.device(...)`` on that device): nn.Embedding's own initialisation
+        # would draw N x D normals only to overwrite them, seconds at millions of entities.
+        self.node_emb = torch.nn.Embedding.from_pretrained(
+            torch.empty(num_nodes, self.interaction.entity_channels), freeze=False,
+            sparse=sparse)
+        self.rel_emb = torch.nn.Embedding.from_pretrained(
+            torch.empty(num_relations, self.interaction.relation_channels), freeze=False,
+            sparse=sparse)
+        self._reset_tables()
         self.adamf = None
         # Availability [N, 1 + M] of the modalities (None without any): a buffer, so it
         # follows .to() and the state dict.
@@ -97,15 +100,16 @@ class MMKGCModel(KGEModel):
             if feature_dtype not in (torch.float32, torch.bfloat16, torch.float16):
                 raise InvalidArgumentError(f"feature_dtype={feature_dtype}: expected float32, "
                                            "bfloat16 or float16")
+            # One copy per table, straight to the tables' device and the storage dtype.
             self.features = torch.nn.ParameterDict({
-                name: torch.nn.Parameter(x.detach().to(feature_dtype).clone(),
+                name: torch.nn.Parameter(x.detach().to(self.device, feature_dtype, copy=True),
                                          requires_grad=train_features)
                 for name, x in features.items()
             })
+            # AdaMF's constructor initialises it.
             self.adamf = AdaMF({n: x.size(1) for n, x in features.items()},
                                self.interaction.entity_channels)
             self.fusion_mask = self.build_fusion_mask(masks)
-        self.reset_parameters()
 
     @classmethod
     def from_data(cls, data, hidden_channels: int, **kwargs) -> "MMKGCModel":
@@ -118,11 +122,14 @@ class MMKGCModel(KGEModel):
                    masks=masks, **kwargs)
 
     def reset_parameters(self):
+        self._reset_tables()
+        if self.adamf is not None:
+            self.adamf.reset_parameters()
+
+    def _reset_tables(self):
         with torch.no_grad():
             self.interaction.reset_relations(self.rel_emb.weight)
             self.interaction.reset_entities(self.node_emb.weight)
-        if self.adamf is not None:
-            self.adamf.reset_parameters()
 
     @property
     def device(self) -> torch.device:
@@ -164,10 +171,13 @@ class MMKGCModel(KGEModel):
             features = {name: F.embedding(index, x, sparse=self.sparse)
                         for name, x in features.items()}
             mask = mask[index]
-        return self._fuse(struct, features, mask, return_attention_weights)
+        return self.fuse_rows(struct, features, mask, return_attention_weights)
 
-    def _fuse(self, struct: Tensor, features: Dict[str, Tensor], mask: Tensor,
-              return_attention_weights: bool):
+    def fuse_rows(self, struct: Tensor, features: Dict[str, Tensor], mask: Tensor,
+                  return_attention_weights: bool = False):
+        """Joint embeddings ``[n, D]`` of entity rows given directly: structural rows
+        ``[n, D]``, raw feature rows ``[n, d_m]`` per modality and their availability
+        ``[n, 1 + M]`` (e.g. rows a training step gathered once)."""
         # Tables stored in bf16/fp16 (to fit) are projected in float32.
         features = {name: x.float() for name, x in features.items()}
         return self.adamf.fuse(self.adamf.project(struct, features), mask,
@@ -189,7 +199,7 @@ class MMKGCModel(KGEModel):
         for start in range(0, self.num_nodes, step):
             stop = min(start + step, self.num_nodes)
             rows = slice(start, stop)
-            part, part_weights = self._fuse(
+            part, part_weights = self.fuse_rows(
                 self.node_emb.weight[rows], {n: x[rows] for n, x in self.features.items()},
                 mask[rows], True)
             if joint is None:
@@ -208,7 +218,7 @@ class MMKGCModel(KGEModel):
         ids = torch.cat([i.reshape(-1) for i in index])
         if ids.numel() >= self.num_nodes and not self.sparse:
             return self.entity_embeddings(), list(index)
-        entities, position = touched_entities(ids, self.num_nodes)
+        entities, position, _ = touched_entities(ids, self.num_nodes)
         parts = position.split([i.numel() for i in index])
         return self.entity_embeddings(entities), [p.view_as(i) for p, i in zip(parts, index)]
 
@@ -261,18 +271,25 @@ class MMKGCModel(KGEModel):
         ``(ptr, idx)`` of entities to skip per query, e.g. the known answers from
         :meth:`~mmkgc_pyg.evaluation.FilterIndex.answers`; skipped entities that still
         fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``."""
-        joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
+        joint = self._prediction_table()
         return self.interaction.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
-                                *(exclude or (None, None)))
+                                     *(exclude or (None, None)))
 
     def predict_heads(self, rel_type: Tensor, tail_index: Tensor, k: int = 10,
                       exclude: Optional[Tuple[Tensor, Tensor]] = None
                       ) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible heads of each query ``(?, rel, tail)``, as in
         :meth:`predict_tails`."""
-        joint = self.entity_embeddings(chunked=not torch.is_grad_enabled())
+        joint = self._prediction_table()
         return self.interaction.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
-                                *(exclude or (None, None)))
+                                     *(exclude or (None, None)))
+
+    def _prediction_table(self) -> Tensor:
+        """All joint embeddings for top-k prediction: without autograd, fused in blocks and
+        laid out once as the interaction's kernels read them."""
+        if torch.is_grad_enabled():
+            return self.entity_embeddings()
+        return self.interaction.ranking_table(self.entity_embeddings(chunked=True))
 
     def predict(self, *, relation: str, head: Optional[str] = None,
                 tail: Optional[str] = None, k: int = 10, known=None,

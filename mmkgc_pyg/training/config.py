@@ -65,10 +65,11 @@ class TrainConfig:
                                             "float16 halve their memory; projected in "
                                             "float32)",
                                  choices=("float32", "bfloat16", "float16"))
-    sparse: bool = _option(False, "sparse gradients and a lazy Adam for the entity, "
-                                  "relation and feature tables: a step costs the same on "
-                                  "any graph size (default: dense Adam, as the paper)",
-                           flag="--sparse")
+    sparse: Optional[bool] = _option(
+        None, "update only the entity and feature rows a step touches, with a lazy Adam: a "
+              "step costs the same on any graph size (--dense: every parameter with Adam, as "
+              "the paper; default: sparse when a step touches fewer than half the entities)",
+        flag="--sparse")
     raw_splits: bool = _option(False, "evaluate valid and test as in their files (repeated "
                                       "triples, and valid triples that are training triples, "
                                       "kept: for comparison with published numbers)",
@@ -96,6 +97,10 @@ class TrainConfig:
                 if not isinstance(value, (tuple, list)) or any(v not in TRACKERS for v in value):
                     raise ConfigError(f.name, value, f"names among {', '.join(TRACKERS)}")
                 self.trackers = tuple(value)
+                continue
+            if f.name == "sparse":
+                if value is not None and not isinstance(value, bool):
+                    raise ConfigError(f.name, value, "true, false or null (chosen by size)")
                 continue
             kind = f.type
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -136,6 +141,15 @@ PAPER_PRESETS: Dict[str, Dict] = {
 # Sized for the embedded synthetic graph: about a minute on a 2-core CPU.
 SYNTHETIC_PRESET: Dict = dict(dim=32, margin=6.0, negatives=32, batch_size=512, lr=5e-3,
                               lr_g=1e-3, mu=0.1, epochs=25, eval_every=5, patience=3)
+
+
+def sparse_updates(config: TrainConfig, num_entities: int) -> bool:
+    """Whether a run updates only the rows a step touches: ``config.sparse``, else (None)
+    when a step's ids (its positives' heads and tails and their negatives) are fewer than
+    half the entities, so that most rows would take an Adam update of a zero gradient."""
+    if config.sparse is not None:
+        return config.sparse
+    return config.batch_size * (2 + config.negatives) < num_entities / 2
 
 
 def preset_for(dataset_name: str) -> Dict:

@@ -1,4 +1,5 @@
-r"""Adam that updates only the rows a sparse gradient names ("lazy" Adam).
+r"""Adam that updates only the rows a step touched ("lazy" Adam), without a host
+synchronisation.
 
 For a table whose step touched rows :math:`I` with gradients :math:`g_i`:
 
@@ -13,61 +14,62 @@ with :math:`t` the table's step count: exactly :class:`torch.optim.Adam` on rows
 every step touches, and untouched rows (and their moments) left as they are, so a step
 costs what the batch touches, not what the table holds. (:class:`torch.optim.SparseAdam`
 scales :math:`\epsilon` differently, so it does not match Adam on such rows.)
+
+The rows come as a buffer of static size (the first ``count`` distinct, the rest padding)
+with their dense gradients, and the step count lives on the device: a step is a fixed
+sequence of kernels (:func:`~mmkgc_pyg.kernels.lazy_adam.lazy_adam_step_`, one per table),
+so it can be captured in a CUDA graph. Moments are kept in float32 whatever the table's
+dtype.
 """
-from typing import Iterable
+from typing import Dict
 
 import torch
 from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
+from mmkgc_pyg.kernels.lazy_adam import lazy_adam_step_
 
 
-class LazyAdam(torch.optim.Optimizer):
-    r"""Adam over the rows of sparse gradients (module docstring).
+class LazyAdam:
+    r"""Adam over the touched rows of named tables (module docstring).
 
     Args:
-        params: tables whose gradients are sparse (e.g. from ``Embedding(sparse=True)``).
+        tables (Dict[str, Tensor]): the tables (parameters updated in place, outside
+            autograd), by name.
         lr, betas, eps: as in :class:`torch.optim.Adam`.
     """
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas=(0.9, 0.999),
+    def __init__(self, tables: Dict[str, Tensor], lr: float = 1e-3, betas=(0.9, 0.999),
                  eps: float = 1e-8):
         if not 0.0 < lr or not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0 or eps < 0:
-            raise InvalidArgumentError(f"LazyAdam: expected lr > 0, betas in [0, 1), eps >= 0, got "
-                             f"lr={lr}, betas={betas}, eps={eps}")
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+            raise InvalidArgumentError(f"LazyAdam: expected lr > 0, betas in [0, 1), eps >= 0, "
+                                       f"got lr={lr}, betas={betas}, eps={eps}")
+        self.tables = dict(tables)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        # Both moments of a row side by side: one gather and one scatter of them a step.
+        self.state = {name: {"step": torch.zeros((), device=table.device),
+                             "moments": torch.zeros(table.size(0), 2, *table.shape[1:],
+                                                    device=table.device)}
+                      for name, table in self.tables.items()}
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if not param.grad.is_sparse:
-                    raise InvalidArgumentError(
-                        "LazyAdam: expected sparse gradients (a sparse embedding lookup); use "
-                        "torch.optim.Adam for dense ones")
-                grad = param.grad.coalesce()
-                rows, values = grad.indices()[0], grad.values()
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    # Both moments of a row side by side: one gather and one scatter each
-                    # step (on a large table the random row accesses dominate).
-                    state["moments"] = param.new_zeros(param.size(0), 2, *param.shape[1:])
-                state["step"] += 1
-                # index_select / index_copy_: the rows are distinct (coalesced), and these
-                # are the fast paths for row gathers and scatters.
-                moments = state["moments"].index_select(0, rows)
-                exp_avg, exp_avg_sq = moments.unbind(1)
-                exp_avg.mul_(beta1).add_(values, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(values, values, value=1 - beta2)
-                state["moments"].index_copy_(0, rows, moments)
-                bias1 = 1 - beta1 ** state["step"]
-                bias2 = 1 - beta2 ** state["step"]
-                denom = (exp_avg_sq / bias2).sqrt_().add_(group["eps"])
-                param.index_copy_(0, rows, param.index_select(0, rows).addcdiv_(
-                    exp_avg, denom, value=-group["lr"] / bias1))
-        return loss
+    def step(self, rows: Tensor, count: Tensor, grads: Dict[str, Tensor]) -> None:
+        """Updates rows ``rows[:count]`` of each table named in ``grads`` with its
+        gradient rows ``[len(rows), ...]`` (rows past ``count`` are padding)."""
+        for name, grad in grads.items():
+            state = self.state[name]
+            state["step"] += 1
+            lazy_adam_step_(self.tables[name], state["moments"], rows, count, grad,
+                            state["step"], self.lr, *self.betas, self.eps)
+
+    def state_dict(self) -> Dict:
+        return {name: {key: value.clone() for key, value in state.items()}
+                for name, state in self.state.items()}
+
+    def load_state_dict(self, state: Dict) -> None:
+        if set(state) != set(self.state):
+            raise InvalidArgumentError(f"LazyAdam: expected the state of tables "
+                                       f"{sorted(self.state)}, got {sorted(state)}")
+        for name, values in state.items():
+            for key, value in values.items():
+                self.state[name][key].copy_(value)

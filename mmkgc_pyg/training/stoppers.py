@@ -1,13 +1,18 @@
-"""Early stopping on a validation metric (higher is better)."""
+"""Early stopping on a validation metric (higher is better): the bookkeeping alone
+(:class:`EarlyStoppingLogic`), and the stopper that validates a model and keeps its best
+weights (:class:`EarlyStopper`), as PyKEEN splits them."""
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import Tensor
 
 from mmkgc_pyg.errors import InvalidArgumentError
 
 
 @dataclass
-class EarlyStopper:
+class EarlyStoppingLogic:
     """Validates every ``frequency`` epochs and stops after ``patience`` validations in a
     row that did not improve on the best metric.
 
@@ -23,9 +28,9 @@ class EarlyStopper:
 
     def __post_init__(self):
         if self.frequency < 1 or self.patience < 1:
-            raise InvalidArgumentError(f"EarlyStopper: expected frequency >= 1 and patience >= "
-                                       f"1, got "
-                                       f"{self.frequency} and {self.patience}")
+            raise InvalidArgumentError(f"EarlyStoppingLogic: expected frequency >= 1 and "
+                                       f"patience >= 1, got {self.frequency} and "
+                                       f"{self.patience}")
 
     def should_evaluate(self, epoch: int) -> bool:
         return epoch % self.frequency == 0
@@ -49,3 +54,49 @@ class EarlyStopper:
     def load_state_dict(self, state: Dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+class EarlyStopper:
+    """Validates a model with ``evaluate`` (a function returning metrics with ``mrr``) on
+    the epochs :class:`EarlyStoppingLogic` chooses, and keeps a copy of the best weights
+    (on the CPU) and their metrics.
+
+    Args:
+        model: the model whose weights are kept.
+        evaluate: ``() -> metrics`` on the validation split.
+        frequency, patience: as in :class:`EarlyStoppingLogic`.
+    """
+
+    def __init__(self, model: torch.nn.Module, evaluate: Callable[[], Dict], frequency: int,
+                 patience: int):
+        self.model, self.evaluate = model, evaluate
+        self.logic = EarlyStoppingLogic(frequency, patience)
+        self.best_state: Optional[Dict[str, Tensor]] = None
+        self.best_valid: Optional[Dict] = None  # the valid metrics of best_state
+
+    def validate(self, epoch: int) -> Dict:
+        """Validates the current weights (recorded as ``epoch``'s) and keeps them when they
+        are the best so far; returns the metrics."""
+        metrics = self.evaluate()
+        if self.logic.report(epoch, metrics["mrr"]):
+            self.best_valid = metrics
+            self.best_state = {k: v.detach().to("cpu", copy=True)
+                               for k, v in self.model.state_dict().items()}
+        return metrics
+
+    def improved_at(self, epoch: int) -> bool:
+        """Whether ``epoch``'s validation gave the best weights so far."""
+        return self.best_state is not None and self.logic.best_epoch == epoch
+
+    def restore_best(self) -> None:
+        """Loads the best weights into the model (nothing when none were kept)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> Dict:
+        return {"logic": self.logic.state_dict(), "best_state": self.best_state,
+                "best_valid": self.best_valid}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.logic.load_state_dict(state["logic"])
+        self.best_state, self.best_valid = state["best_state"], state["best_valid"]

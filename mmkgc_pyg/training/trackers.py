@@ -15,15 +15,20 @@ from mmkgc_pyg.extras import require
 from mmkgc_pyg.io import atomic_write_text
 
 
+#: Numbers of a record that are sizes, not metrics (how many ranks a figure averages).
+NOT_METRICS = ("count",)
+
+
 def flatten(record: Dict, prefix: str = "") -> Dict[str, float]:
-    """``{"valid": {"mrr": 0.3}}`` -> ``{"valid/mrr": 0.3}``: numbers only, nested keys
-    joined by ``/``."""
+    """``{"valid": {"mrr": 0.3}}`` -> ``{"valid/mrr": 0.3}``: metrics only (numbers that
+    are not sizes), nested keys joined by ``/``."""
     flat = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, name + "/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and key not in NOT_METRICS):
             flat[name] = float(value)
     return flat
 
@@ -41,12 +46,13 @@ def flatten_params(config: Dict, prefix: str = "") -> Dict[str, str]:
 
 
 class Tracker:
-    """Receives the run's configuration once, then one record per epoch, then the final
-    metrics and the run's files; :meth:`close` ends the run (unfinished when
-    :meth:`log_final` was not called, e.g. after an interruption)."""
+    """One run's destination: :meth:`start_run` with the run's settings, then one record
+    per epoch, then the final metrics and the run's files, and :meth:`end_run` (PyKEEN's
+    result-tracker lifecycle). One owner drives it from start to end:
+    :func:`mmkgc_pyg.pipeline` (and so ``python -m mmkgc_pyg.train``)."""
 
-    def log_config(self, config: Dict) -> None:
-        """``config`` holds every setting of the run (and its ``run_id``)."""
+    def start_run(self, settings: Dict) -> None:
+        """``settings`` holds every setting of the run (and its ``run_id``)."""
 
     def log_epoch(self, record: Dict) -> None:
         """``record`` has ``epoch``, the training losses and timings, and ``valid``
@@ -62,8 +68,8 @@ class Tracker:
     def log_artifact(self, path: Path, kind: str = "file") -> None:
         """A file of the run; ``kind`` is ``"model"``, ``"config"`` or ``"metrics"``."""
 
-    def close(self) -> None:
-        pass
+    def end_run(self, success: bool = True) -> None:
+        """Ends the run: finished when ``success``, else failed or interrupted."""
 
 
 class HistoryTracker(Tracker):
@@ -102,8 +108,9 @@ class TensorBoardTracker(Tracker):
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def log_config(self, config: Dict) -> None:
-        self.writer.add_text("config", json.dumps(config, indent=2))
+    def start_run(self, settings: Dict) -> None:
+        self.writer.add_text("config", json.dumps(settings, indent=2))
+        self.settings = settings
 
     def log_epoch(self, record: Dict) -> None:
         epoch = record["epoch"]
@@ -112,11 +119,17 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def log_final(self, metrics: Dict) -> None:
-        for key, value in flatten(metrics, "final/").items():
+        final = flatten(metrics, "final/")
+        for key, value in final.items():
             self.writer.add_scalar(key, value, 0)
+        # The HParams dashboard: the run's settings beside its final metrics.
+        hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                   for k, v in flatten_params(getattr(self, "settings", {})).items()}
+        self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in final.items()},
+                                run_name=".")
         self.writer.flush()
 
-    def close(self) -> None:
+    def end_run(self, success: bool = True) -> None:
         self.writer.close()
 
 
@@ -141,7 +154,6 @@ class MLflowTracker(Tracker):
         self.run_name = run_name
         self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "mmkgc-pyg")
         self.run_id: Optional[str] = None
-        self.finished = False
 
     def _run(self, tags: Optional[Dict[str, str]] = None) -> str:
         if self.run_id is None:
@@ -167,11 +179,11 @@ class MLflowTracker(Tracker):
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
-    def log_config(self, config: Dict) -> None:
+    def start_run(self, settings: Dict) -> None:
         from mlflow.entities import Param
 
-        run_id = self._run({"mmkgc.run_id": str(config.get("run_id"))})
-        params = [Param(k, v) for k, v in flatten_params(config).items()]
+        run_id = self._run({"mmkgc.run_id": str(settings.get("run_id"))})
+        params = [Param(k, v) for k, v in flatten_params(settings).items()]
         for start in range(0, len(params), 100):  # MLflow's batch limit
             self.client.log_batch(run_id, params=params[start:start + 100])
 
@@ -181,15 +193,14 @@ class MLflowTracker(Tracker):
 
     def log_final(self, metrics: Dict) -> None:
         self._log_metrics(flatten(metrics, "final/"), 0)
-        self.finished = True
 
     def log_artifact(self, path: Path, kind: str = "file") -> None:
         self.client.log_artifact(self._run(), str(path),
                                  artifact_path="model" if kind == "model" else None)
 
-    def close(self) -> None:
+    def end_run(self, success: bool = True) -> None:
         if self.run_id is not None:
-            self.client.set_terminated(self.run_id, "FINISHED" if self.finished else "KILLED")
+            self.client.set_terminated(self.run_id, "FINISHED" if success else "KILLED")
 
 
 class WandbTracker(Tracker):
@@ -206,7 +217,6 @@ class WandbTracker(Tracker):
         self.wandb = require("wandb", "wandb", "the W&B tracker")
         self.run_name, self.dir = run_name, Path(os.environ.get("WANDB_DIR") or dir)
         self.run: Any = None
-        self.finished = False
 
     def _run(self, config: Optional[Dict] = None):
         if self.run is None:
@@ -225,8 +235,8 @@ class WandbTracker(Tracker):
                                  "`wandb login`, or set WANDB_MODE=offline") from None
         return self.run
 
-    def log_config(self, config: Dict) -> None:
-        self._run(config)
+    def start_run(self, settings: Dict) -> None:
+        self._run(settings)
 
     def log_epoch(self, record: Dict) -> None:
         self._run().log(flatten({k: v for k, v in record.items() if k != "epoch"}),
@@ -234,7 +244,6 @@ class WandbTracker(Tracker):
 
     def log_final(self, metrics: Dict) -> None:
         self._run().summary.update(flatten(metrics, "final/"))
-        self.finished = True
 
     def log_artifact(self, path: Path, kind: str = "file") -> None:
         run = self._run()
@@ -242,9 +251,9 @@ class WandbTracker(Tracker):
         artifact.add_file(str(path))
         run.log_artifact(artifact)
 
-    def close(self) -> None:
+    def end_run(self, success: bool = True) -> None:
         if self.run is not None:
-            self.run.finish(exit_code=0 if self.finished else 1)
+            self.run.finish(exit_code=0 if success else 1)
 
 
 def make_trackers(names: Iterable[str], out_dir: Optional[Path]):

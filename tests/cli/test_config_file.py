@@ -1,12 +1,11 @@
 """``train --config FILE``: YAML, JSON and TOML files, flags over files, one-line errors
 naming the file and key, and the run's own config.yaml repeating it."""
-import json
-
 import pytest
 import yaml
 
 from mmkgc_pyg.cli import train
-from mmkgc_pyg.data import make_synthetic_kg, write_openke
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg, write_openke
+from mmkgc_pyg.training import TrainConfig
 
 SMALL = ["--epochs", "2", "--eval-every", "1", "--dim", "8", "--negatives", "4", "--quiet"]
 
@@ -14,18 +13,19 @@ SMALL = ["--epochs", "2", "--eval-every", "1", "--dim", "8", "--negatives", "4",
 @pytest.fixture(scope="module")
 def small_graph():
     """A small synthetic graph that train uses as its default one (for speed)."""
-    graph = make_synthetic_kg(num_entities=120, num_relations=4, num_clusters=6,
-                              domain_size=4, num_train=600, num_valid=40, num_test=40)
+    graph = make_synthetic_kg(SyntheticGraph(
+        num_entities=120, num_relations=4, num_clusters=6, domain_size=4, num_train=600,
+        num_valid=40, num_test=40))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: graph)
         yield graph
 
 
 def parse(argv):
-    """The arguments, dataset and TrainConfig that ``train argv`` would use."""
+    """The run spec, dataset and TrainConfig that ``train argv`` would use."""
     args = train.build_parser().parse_args(argv)
-    dataset, config = train.load_new_run(args)
-    return args, dataset, config
+    spec, dataset, _, _ = train.new_run(args)
+    return spec, dataset, spec.config
 
 
 @pytest.mark.parametrize("suffix, text", [
@@ -42,14 +42,14 @@ def test_config_files_map_to_settings_and_flags_override(small_graph, tmp_path, 
     write_openke(small_graph, folder / "synthetic")  # relative to the file's folder
     path = folder / f"run{suffix}"
     path.write_text(text)
-    args, dataset, config = parse(["--config", str(path)])
-    assert args.dataset == str(folder / "synthetic") and dataset.num_entities == 120
+    spec, dataset, config = parse(["--config", str(path)])
+    assert spec.dataset.path == str(folder / "synthetic") and dataset.num_entities == 120
     assert config.lr == 1e-3 and isinstance(config.lr, float) and config.negatives == 6
-    assert config.trackers == ("tensorboard",) and args.drop_modality_rate == 0.5
+    assert config.trackers == ("tensorboard",) and spec.drop_modality_rate == 0.5
     assert config.margin == 6.0  # neither in the file nor a flag: the dataset's preset
-    args, _, config = parse(["--config", str(path), "--lr", "0.02", "--tracker", "tensorboard",
+    spec, _, config = parse(["--config", str(path), "--lr", "0.02", "--tracker", "tensorboard",
                              "--drop-modality-rate", "0"])
-    assert config.lr == 0.02 and config.negatives == 6 and args.drop_modality_rate == 0
+    assert config.lr == 0.02 and config.negatives == 6 and spec.drop_modality_rate == 0
 
 
 @pytest.mark.parametrize("name, text, message", [
@@ -87,13 +87,15 @@ def test_config_yaml_repeats_the_run(small_graph, tmp_path):
     first = train.main(["--out", str(tmp_path / "a"), "--mu", "0.2", *SMALL])
     written = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert written["mu"] == 0.2 and written["dim"] == 8 and written["dataset"] is None
-    saved = json.loads((tmp_path / "a" / "config.json").read_text())["train"]
-    assert {k: written[k] for k in saved} == saved  # every training setting is in it
+    assert set(TrainConfig.__dataclass_fields__) <= set(written)  # every training setting
+    assert written["run"]["fingerprint"] == small_graph.fingerprint()
     again = train.main(["--config", str(tmp_path / "a" / "config.yaml"),
                         "--out", str(tmp_path / "b"), "--quiet"])
     assert again["valid"] == first["valid"] and again["test"] == first["test"]
-    assert (tmp_path / "b" / "config.yaml").read_text().split("\n", 1)[1] == \
-        (tmp_path / "a" / "config.yaml").read_text().split("\n", 1)[1]  # past the run id
+    rewritten = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    assert rewritten["run"]["id"] != written["run"]["id"]
+    assert {k: v for k, v in rewritten.items() if k != "run"} == \
+        {k: v for k, v in written.items() if k != "run"}
 
 
 def test_config_cannot_change_a_resumed_run(small_graph, tmp_path, capsys):

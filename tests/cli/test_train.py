@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from mmkgc_pyg import load_checkpoint
 from mmkgc_pyg.cli import evaluate as evaluate_cli
@@ -29,15 +30,16 @@ def default_runs(tmp_path_factory):
 def test_default_run_writes_its_outputs(default_runs):
     root, full, _ = default_runs
     out = root / "adamf_mat"
-    for name in ("model.pt", "config.json", "metrics.json", "metrics.md", "history.jsonl"):
+    for name in ("model.pt", "config.yaml", "metrics.json", "metrics.md", "history.jsonl"):
         assert (out / name).is_file(), name
+    assert not (out / ".lock").exists()  # a finished run removes its lock
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("valid", "test"):
         for part in (metrics[split], metrics[split]["head"], metrics[split]["tail"]):
             assert all(0 <= part[k] <= (1 if k != "mr" else 1e9) for k in METRICS)
     assert metrics["test"]["rank_type"] == "realistic"
-    config = json.loads((out / "config.json").read_text())
-    assert config["dataset"]["name"] == "synthetic" and config["train"]["mat"] is True
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["run"]["name"] == "synthetic" and config["mat"] is True
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
     model = load_checkpoint(out / "model.pt")

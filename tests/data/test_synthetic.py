@@ -3,7 +3,7 @@ informative modalities, predictable triples."""
 import pytest
 import torch
 
-from mmkgc_pyg.data import CATEGORIES, KGDataset, make_synthetic_kg
+from mmkgc_pyg.data import CATEGORIES, KGDataset, SyntheticGraph, make_synthetic_kg
 
 SMALL = dict(num_entities=200, num_relations=6, num_clusters=10, domain_size=4,
              num_train=1500, num_valid=100, num_test=100)
@@ -23,7 +23,7 @@ def keys(kg: KGDataset, triples: torch.Tensor) -> torch.Tensor:
 
 
 def test_deterministic_by_seed():
-    a, b, c = (make_synthetic_kg(seed=s, **SMALL) for s in (3, 3, 4))
+    a, b, c = (make_synthetic_kg(SyntheticGraph(**SMALL), seed=s) for s in (3, 3, 4))
     for split in ("train", "valid", "test"):
         assert torch.equal(getattr(a, split), getattr(b, split))
     for m in a.modalities:
@@ -47,7 +47,7 @@ def test_default_shapes_and_names(default):
                                               num_clusters=3, domain_size=2, num_train=50,
                                               num_valid=5, num_test=5)])
 def test_small_graphs_get_the_requested_sizes(size):
-    kg = make_synthetic_kg(**size)
+    kg = make_synthetic_kg(SyntheticGraph(**size))
     assert len(kg.train) >= size["num_train"]
     assert (len(kg.valid), len(kg.test)) == (size["num_valid"], size["num_test"])
 

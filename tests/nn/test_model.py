@@ -92,6 +92,45 @@ def test_missing_modalities_fall_back_to_structure(model):
     torch.testing.assert_close(model.entity_embeddings(fusion_mask=hidden), model.node_emb.weight)
 
 
+def test_one_initialisation_draws_the_tables_once():
+    # Relations, then entities, each drawn once (RotatE: uniform phases and entries).
+    torch.manual_seed(3)
+    model = MMKGCModel(20, 5, 4, margin=6.0)
+    torch.manual_seed(3)
+    rotate = model.interaction
+    rel = torch.empty(5, 4).uniform_(-rotate.phase_range, rotate.phase_range)
+    bound = (6.0 + rotate.epsilon) / 8
+    assert torch.equal(model.rel_emb.weight, rel)
+    assert torch.equal(model.node_emb.weight, torch.empty(20, 8).uniform_(-bound, bound))
+    torch.manual_seed(4)
+    model.reset_parameters()  # draws again
+    assert not torch.equal(model.rel_emb.weight, rel)
+
+
+def test_feature_tables_are_own_copies_in_the_storage_dtype():
+    data = random_kg()
+    model = MMKGCModel(30, 4, 4, features=data.features, masks=data.masks)
+    for m, x in data.features.items():
+        table = model.features[m]
+        assert torch.equal(table, x) and table.data_ptr() != x.data_ptr()
+    half = MMKGCModel(30, 4, 4, features=data.features, feature_dtype=torch.bfloat16)
+    assert half.features["visual"].dtype == torch.bfloat16
+
+
+def test_built_on_the_device_it_is_constructed_on():
+    # Under ``with torch.device(d)`` every table is allocated (and initialised) on d, and
+    # the feature tables are copied there; build_model(..., device=d) builds it so.
+    from mmkgc_pyg.training import TrainConfig
+    from mmkgc_pyg.training.setup import build_model
+
+    data = random_kg()
+    model = build_model(data, TrainConfig(dim=4), device="meta")
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert "features.visual" in tensors and "fusion_mask" in tensors
+    assert {t.device.type for t in tensors.values()} == {"meta"}
+    assert model.entity_names == data.entity_names
+
+
 def test_structure_only_model_is_plain_kge():
     model = MMKGCModel(12, 3, 6)
     assert model.adamf is None and model.modality_names == ["structure"]
@@ -115,7 +154,7 @@ def test_mat_fakes_route_gradients(model):
     def grads(grad_to):
         model.zero_grad(set_to_none=True)
         mat.zero_grad(set_to_none=True)
-        mat(model, index, grad_to=grad_to).sum().backward()
+        mat(model.node_emb(index), model.adamf, grad_to=grad_to).sum().backward()
         return (model.node_emb.weight.grad is not None,
                 all(p.grad is not None for p in mat.parameters()))
 
@@ -123,7 +162,7 @@ def test_mat_fakes_route_gradients(model):
     assert grads("model") == (True, False)
     assert grads("both") == (True, True)
     with pytest.raises(ValueError, match="grad_to"):
-        mat(model, index, grad_to="nobody")
+        mat(model.node_emb(index), model.adamf, grad_to="nobody")
 
 
 def test_pyg_loss_and_loader(model):

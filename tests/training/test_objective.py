@@ -7,7 +7,8 @@ import torch
 
 from utils import random_kg
 from mmkgc_pyg.nn import MAT, MMKGCModel, self_adversarial_sigmoid_loss
-from mmkgc_pyg.training.objective import GeneratorLoss, ModelLoss, fake_scores, mat_term
+from mmkgc_pyg.training.objective import (GeneratorLoss, ModelLoss, embed_batch, fake_scores,
+                                         mat_term)
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def test_fake_scores_follow_the_method(parts):
     head, rel, tail = batch.unbind(1)
     joint = model.entity_embeddings()
     rng = torch.Generator().manual_seed(3)
-    fakes = fake_scores(model, mat, batch, joint[head], joint[tail], rng, "model")
+    fakes = fake_scores(model, mat, rel, model.node_emb(head), model.node_emb(tail),
+                        joint[head], joint[tail], rng, "model")
     # A fake is AdaMF over the structure and every generated modality, all present.
     rng.manual_seed(3)
     fused = []
@@ -70,30 +72,48 @@ def test_model_loss_is_the_method_loss_plus_mu_mat(parts, weighting):
     head, rel, tail = batch.unbind(1)
     candidates = torch.randint(30, (8, 6))
     corrupt_head = torch.rand(8) < 0.5
+    rows = embed_batch(model, head, tail, candidates)
     loss = ModelLoss(model, 2.0, mu=0.7, mat_loss=weighting)(
-        batch, candidates, corrupt_head, mat, torch.Generator().manual_seed(5))
+        rows, rel, corrupt_head, mat, torch.Generator().manual_seed(5))
     scores = model.candidate_scores(head, rel, tail, candidates, corrupt_head)
     joint = model.entity_embeddings()
-    fakes = fake_scores(model, mat, batch, joint[head], joint[tail],
-                        torch.Generator().manual_seed(5), "model")
+    fakes = fake_scores(model, mat, rel, model.node_emb(head), model.node_emb(tail),
+                        joint[head], joint[tail], torch.Generator().manual_seed(5), "model")
     expected = self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0) + 0.7 * mat_term(
         scores[:, 0], fakes, 2.0, weighting == "reference")
     torch.testing.assert_close(loss, expected)
-    without_mat = ModelLoss(model, 2.0, mu=0.0)(batch, candidates, corrupt_head, mat)
+    without_mat = ModelLoss(model, 2.0, mu=0.0)(rows, rel, corrupt_head, mat)
     torch.testing.assert_close(without_mat,
                                self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0))
 
 
-@pytest.mark.parametrize("weighting, generators_get_gradients",
-                         [("reference", True), ("per-positive", False)])
-def test_model_loss_gradient_routes(parts, weighting, generators_get_gradients):
-    """The reference lets MAT's gradient reach the structure through the generators."""
+@pytest.mark.parametrize("weighting", ["reference", "per-positive"])
+def test_model_loss_gradients_skip_only_the_generators_weights(parts, weighting):
+    """The model's step forms no gradient of the generators' weights (it would be
+    discarded); the model's gradients are exactly those of the loss computed with them
+    (the reference's route through the generators included)."""
     model, mat, batch = parts
-    loss = ModelLoss(model, 2.0, mu=0.5, mat_loss=weighting)(
-        batch, torch.randint(30, (8, 4)), torch.zeros(8, dtype=torch.bool), mat)
-    loss.backward()
-    assert model.node_emb.weight.grad is not None
-    assert all((p.grad is not None) == generators_get_gradients for p in mat.parameters())
+    head, rel, tail = batch.unbind(1)
+    candidates = torch.randint(30, (8, 4), generator=torch.Generator().manual_seed(2))
+    corrupt_head = torch.rand(8, generator=torch.Generator().manual_seed(3)) < 0.5
+    rows = embed_batch(model, head, tail, candidates)
+    ModelLoss(model, 2.0, mu=0.5, mat_loss=weighting)(
+        rows, rel, corrupt_head, mat, torch.Generator().manual_seed(4)).backward()
+    assert all(p.grad is None for p in mat.parameters())
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    # The same loss with the generators' weights in the graph.
+    scores = model.candidate_scores(head, rel, tail, candidates, corrupt_head)
+    joint = model.entity_embeddings()
+    reference = weighting == "reference"
+    fakes = fake_scores(model, mat, rel, model.node_emb(head), model.node_emb(tail),
+                        joint[head], joint[tail], torch.Generator().manual_seed(4),
+                        "both" if reference else "model")
+    (self_adversarial_sigmoid_loss(scores[:, 0], scores[:, 1:], 2.0)
+     + 0.5 * mat_term(scores[:, 0], fakes, 2.0, reference)).backward()
+    assert all((p.grad is not None) == reference for p in mat.parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(fast[name], p.grad, rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_generator_loss_trains_only_the_generators(parts):

@@ -40,7 +40,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path):
                               "--resume", str(killed_dir), "--quiet"],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    resumed_at = int(resumed.stderr.split("at epoch ")[1].split()[0])
+    resumed_at = int(resumed.stderr.split(f"resumed {killed_dir} after epoch ")[1].split()[0])
     assert resumed_at >= 3  # it continued from the checkpoint, not from scratch
     assert reference.wait(timeout=600) == 0
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())

@@ -3,9 +3,10 @@ formats), and the flattening they share."""
 import json
 
 import pytest
+import yaml
 
 from mmkgc_pyg.cli import train
-from mmkgc_pyg.data import make_synthetic_kg
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 from mmkgc_pyg.training.trackers import (HistoryTracker, Tracker, flatten, flatten_params,
                                          make_trackers)
 
@@ -14,8 +15,9 @@ SMALL = ["--epochs", "3", "--eval-every", "1", "--dim", "8", "--negatives", "4",
 
 @pytest.fixture(scope="module")
 def small_graph():
-    graph = make_synthetic_kg(num_entities=100, num_relations=4, num_clusters=5,
-                              domain_size=4, num_train=500, num_valid=30, num_test=30)
+    graph = make_synthetic_kg(SyntheticGraph(
+        num_entities=100, num_relations=4, num_clusters=5, domain_size=4, num_train=500,
+        num_valid=30, num_test=30))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: graph)
         yield graph
@@ -30,7 +32,7 @@ def test_flatten_keeps_numbers_only():
 
 def test_history_appends_one_line_per_epoch(tmp_path):
     tracker = HistoryTracker(tmp_path / "history.jsonl")
-    tracker.log_config({"lr": 1.0})  # the history holds epochs only
+    tracker.start_run({"lr": 1.0})  # the history holds epochs only
     tracker.log_epoch({"epoch": 1, "loss": 2.0})
     tracker.log_epoch({"epoch": 2, "loss": 1.0, "valid": {"mrr": 0.1}})
     lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
@@ -51,7 +53,7 @@ def test_tensorboard_writes_scalars(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     (_, board) = make_trackers(["tensorboard"], tmp_path)
     board.log_epoch({"epoch": 1, "loss": 2.0, "valid": {"mrr": 0.5}})
-    board.close()
+    board.end_run()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert set(events.Tags()["scalars"]) >= {"train/loss", "valid/mrr"}
@@ -75,9 +77,9 @@ def test_mlflow_run_read_back_through_mlflow(small_graph, tmp_path, monkeypatch)
 
     client = MlflowClient(uri)
     (run, ) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
-    assert run.data.tags["mmkgc.run_id"] == config["run_id"]
+    assert run.data.tags["mmkgc.run_id"] == config["run"]["id"]
     assert run.data.params["dim"] == "8" and run.data.params["trackers"] == "['mlflow']"
     mrr = client.get_metric_history(run.info.run_id, "valid/mrr")
     assert [m.step for m in mrr] == [1, 2, 3]
@@ -88,7 +90,8 @@ def test_mlflow_run_read_back_through_mlflow(small_graph, tmp_path, monkeypatch)
     assert run.data.metrics["final/test/mrr"] == results["test"]["mrr"]
     assert run.data.metrics["final/test/hits_at_10"] == results["test"]["hits@10"]
     files = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"model", "config.yaml", "config.json", "metrics.json"} <= files
+    assert {"model", "config.yaml", "metrics.json"} <= files
+    assert "final/test/count" not in run.data.metrics  # a size, not a metric
     assert [f.path for f in client.list_artifacts(run.info.run_id, "model")] == ["model/model.pt"]
 
 
