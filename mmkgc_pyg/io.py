@@ -1,13 +1,21 @@
-"""Atomic file output: a crash never leaves a half-written file behind, and a full or
-read-only disk is reported in one line naming the file."""
+"""Files in and out. Output is atomic: a crash never leaves a half-written file behind,
+and a full or read-only disk is reported in one line naming the file. Input of
+:func:`torch.save` files is restricted: a file runs no code, whatever it holds
+(:func:`restricted_torch_load`)."""
 import errno
+import io
 import json
 import math
 import os
+import pickle
+import pickletools
+import re
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Set
 
+import numpy as np
 import torch
 
 from mmkgc_pyg.errors import OutputError
@@ -61,6 +69,11 @@ def atomic_torch_save(obj: Any, path) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def atomic_save_npy(array: np.ndarray, path) -> None:
+    """``numpy.save`` of ``array``, written from its memory without a copy."""
+    _atomic(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
 def atomic_write_text(path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 
@@ -84,3 +97,62 @@ def atomic_write_json(path, obj: Any) -> None:
     """Strict JSON (NaN and infinities written as ``null``)."""
     text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+#: Where the globals of a file of tensors live: their rebuild functions, storages, dtypes.
+TENSOR_MODULES = frozenset({"torch", "torch._utils", "torch.storage"})
+#: What a tensor's pickle names besides: its hooks' mapping, a sparse tensor's layout.
+TENSOR_GLOBALS = frozenset({"collections OrderedDict", "torch.serialization _get_layout"})
+
+
+def pickle_globals(path) -> Set[str]:
+    r"""The globals (``"module name"``) that the pickle of a :func:`torch.save` file names,
+    read without unpickling: GLOBAL opcodes are the only way the weights-only unpickler
+    accepts to name one, so none is missed. A zip archive's pickles, or the five pickles
+    that begin a file of the legacy format (magic number, protocol, system information,
+    the object, its storage keys)."""
+    found: Set[str] = set()
+    with open(path, "rb") as f:
+        # torch.load's own test (the first bytes): a legacy file that a zip directory at
+        # its end makes look like an archive is still read, and scanned, as legacy.
+        if f.read(4) == b"PK\x03\x04":
+            with zipfile.ZipFile(f) as archive:
+                streams = [io.BytesIO(archive.read(info)) for info in archive.infolist()
+                           if info.filename.endswith(".pkl")]
+            counts = [1] * len(streams)
+        else:
+            f.seek(0)
+            streams, counts = [f], [5]
+        for stream, count in zip(streams, counts):
+            for _ in range(count):
+                found.update(arg for op, arg, _ in pickletools.genops(stream)
+                             if op.name == "GLOBAL")
+    return found
+
+
+def restricted_torch_load(path, allowed_modules=TENSOR_MODULES, allowed=TENSOR_GLOBALS,
+                          classes: Iterable[type] = (), map_location: Any = "cpu") -> Any:
+    r"""``torch.load(path, map_location, weights_only=True)``, first refusing a file whose
+    pickle names a global outside ``allowed`` (``"module name"`` strings) and the modules
+    ``allowed_modules``: ``weights_only`` alone also accepts whatever any imported package
+    allow-listed for the whole process (PyG adds dozens of its classes). ``classes`` are
+    allow-listed for this load only. Never retries without ``weights_only``.
+
+    Raises:
+        pickle.UnpicklingError: a global outside the allow-list (or what the reader
+            raises for a file that is not a :func:`torch.save` file).
+    """
+    foreign = sorted(name for name in pickle_globals(path)
+                     if name.split(" ")[0] not in allowed_modules and name not in allowed)
+    if foreign:
+        raise pickle.UnpicklingError(f"names {', '.join(n.replace(' ', '.') for n in foreign)}, "
+                                     "outside the allow-list (tensors and plain values)")
+    with torch.serialization.safe_globals(list(classes)):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def reader_failure(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a reader's exception, for a one-line error
+    (without terminal colour codes, at most 200 characters of message)."""
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [""])[0])[:200]
+    return f"{type(exc).__name__}: {reason}"

@@ -1,18 +1,20 @@
 """Shared command-line plumbing: error reporting, datasets and devices."""
 import argparse
-import atexit
+import errno
 import functools
-import os
+import logging
 import sys
 import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
 
-from mmkgc_pyg.errors import (DataWarning, InputError, MMKGCError, NonFiniteModelError,
-                              TrainingDiverged)
+from mmkgc_pyg import distributed
+from mmkgc_pyg.errors import (ConfigError, DataWarning, InputError, MMKGCError,
+                              NonFiniteModelError, TrainingDiverged)
+from mmkgc_pyg.data.kg import MODALITY_NAME
+from mmkgc_pyg.training.setup import DatasetSpec
 
 
 #: Exit status of each error the library raises on purpose and the tools report in one
@@ -24,10 +26,14 @@ def one_line_errors(main: Callable) -> Callable:
     """Runs ``main`` with one-line reports: a user mistake (a file, setting or name)
     prints ``error: ...`` and exits with status 2, a model that cannot be ranked or a run
     that diverged with status 1 (:data:`EXIT_STATUS`), a data warning prints
-    ``warning: ...``, and Ctrl-C exits with status 130, without a traceback."""
+    ``warning: ...``, and Ctrl-C exits with status 130, without a traceback. A path with
+    a name longer than the file system allows (``ENAMETOOLONG``, wherever it is first
+    used) is a user mistake too: status 2, naming the path. The library's log messages
+    are shown (:func:`configure_logging`)."""
 
     @functools.wraps(main)
     def wrapped(argv: Optional[List[str]] = None):
+        configure_logging()
         with warnings.catch_warnings():
             warnings.simplefilter("always", DataWarning)
             warnings.showwarning = _one_line_warning
@@ -43,8 +49,33 @@ def one_line_errors(main: Callable) -> Callable:
             except KeyboardInterrupt:
                 print("interrupted", file=sys.stderr)
                 sys.exit(130)
+            except OSError as exc:
+                # Any path flag can carry one; other OS errors keep their traceback.
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                path = exc.filename if exc.filename is not None else exc.filename2
+                print(f"error: {path if path is not None else 'a path'}: expected a path "
+                      "the file system accepts, got a name in it too long", file=sys.stderr)
+                sys.exit(2)
 
     return wrapped
+
+
+class _StderrHandler(logging.StreamHandler):
+    # The stderr of the moment, not of when the handler was made (tests swap it).
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Shows the messages the library logs (logger ``mmkgc_pyg``) on stderr, one line
+    each as the message alone: from level INFO, or WARNING when ``quiet``. Calling it
+    again only changes the level."""
+    logger = logging.getLogger("mmkgc_pyg")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -62,6 +93,12 @@ def name_path_pairs(values: Optional[List[str]], flag: str) -> Dict[str, str]:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
             raise InputError(f"{flag} {value!r}: expected MODALITY=PATH")
+        if not MODALITY_NAME.fullmatch(name):
+            raise InputError(f"{flag} {value!r}: expected a modality name of letters, digits, "
+                             "_ and - (no dots)")
+        if name in pairs:
+            raise InputError(f"{flag} {value!r}: modality {name!r} given twice (also "
+                             f"{pairs[name]!r})")
         pairs[name] = path
     return pairs
 
@@ -82,19 +119,17 @@ def add_dataset_arguments(parser: argparse.ArgumentParser,
 
 def load_dataset(args: argparse.Namespace):
     """The dataset named by the flags (the synthetic graph when ``--dataset`` is absent)."""
-    from mmkgc_pyg.data import load_openke, make_synthetic_kg
-
-    features = name_path_pairs(args.feature, "--feature")
-    masks = name_path_pairs(args.mask, "--mask")
-    if args.dataset is None:
-        if features or masks:
-            raise InputError("--feature/--mask: expected --dataset DIR as well")
-        return make_synthetic_kg()
-    return load_openke(args.dataset, features=features, mask_files=masks)
+    try:
+        spec = DatasetSpec(args.dataset, name_path_pairs(args.feature, "--feature"),
+                           name_path_pairs(args.mask, "--mask"))
+    except ConfigError:
+        raise InputError("--feature/--mask: expected --dataset DIR as well") from None
+    return spec.load()
 
 
 def dataset_for(args, model):
-    """The graph the model was trained on: ``--dataset``, else the saved folder."""
+    """The graph the model was trained on: ``--dataset``, else the saved folder; each
+    ``--feature`` must be a modality of the model with the shape of its table."""
     if args.dataset is None and model.dataset.get("name") != "synthetic":
         args.dataset = model.dataset.get("path")
         if args.dataset is None or not Path(args.dataset).is_dir():
@@ -112,35 +147,36 @@ def dataset_for(args, model):
             f"{args.dataset or 'synthetic'}: expected {model.num_nodes} entities and "
             f"{model.num_relations} relations as in {args.checkpoint}, got "
             f"{dataset.num_entities} and {dataset.num_relations}")
+    # The model ranks with its own feature tables: a --feature that is not one of them
+    # (another modality, another width) would be read and silently ignored.
+    tables = getattr(model, "features", {})
+    for name, path in name_path_pairs(args.feature, "--feature").items():
+        if name not in tables:
+            raise InputError(f"--feature {name}={path}: expected a modality of "
+                             f"{args.checkpoint} ({', '.join(tables) or 'it has none'}), "
+                             f"got {name!r}")
+        saved, given = list(tables[name].shape), list(dataset.features[name].shape)
+        if saved != given:
+            raise InputError(f"--feature {name}={path}: expected the shape {saved} of the "
+                             f"{name} table in {args.checkpoint}, got {given}")
     return dataset
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """:func:`mmkgc_pyg.distributed.resolve_device`, its errors naming ``--device``."""
+    return _device_flag(distributed.resolve_device, name)
+
+
+def init_distributed(name: str) -> Tuple[torch.device, int]:
+    """:func:`mmkgc_pyg.distributed.init_distributed`, its errors naming ``--device``."""
+    return _device_flag(distributed.init_distributed, name)
+
+
+def _device_flag(function, name):
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
-def init_distributed(device_flag: str) -> Tuple[torch.device, int]:
-    """Joins the process group when launched by ``torchrun`` with several processes:
-    NCCL and one GPU per process on CUDA, gloo on CPUs. Returns the device and rank."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        return resolve_device(device_flag), 0
-    device = resolve_device(device_flag)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    atexit.register(dist.destroy_process_group)
-    return device, dist.get_rank()
+        return function(name)
+    except ConfigError as exc:
+        raise InputError(f"--device {name}: expected {exc.expected}") from None
 
 
 def positive_int(value: str) -> int:

@@ -9,21 +9,37 @@ from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, fraction,
                                   init_distributed, non_negative_int, one_line_errors)
 from mmkgc_pyg.evaluation import (FilterIndex, evaluate_splits,
                                   metrics_table)
-from mmkgc_pyg.cli.run_folder import check_output_file
+from mmkgc_pyg.run_folder import check_output_file
 from mmkgc_pyg.errors import InputError, NonFiniteModelError
 from mmkgc_pyg.io import atomic_write_json
+
+
+def seed(value: str) -> int:
+    """argparse type for a seed: an integer in [0, 2**63), as ``train --seed``."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {value!r}")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mmkgc_pyg.evaluate",
-        description="Filtered link prediction (realistic ranks) of a trained model.")
+        description="Filtered link prediction (realistic ranks) of a trained model. The "
+                    "model ranks with the feature tables saved in its checkpoint, and their "
+                    "presence masks: --feature and --mask do not replace them (a --feature "
+                    "of a modality the model lacks, or of another shape than its table, is "
+                    "refused); evaluating other features takes training on them.")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="model.pt written by mmkgc_pyg.train")
     add_dataset_arguments(parser, "the folder the model was trained on")
     parser.add_argument("--drop-modality-rate", type=fraction, default=0.0, metavar="P",
                         help="hide all modalities of a random fraction P of entities")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the hidden fraction")
+    parser.add_argument("--seed", type=seed, default=0,
+                        help="seed of the hidden fraction, in [0, 2**63) (default 0)")
     parser.add_argument("--raw-splits", action="store_true",
                         help="evaluate valid and test as in their files (repeated triples, "
                              "and valid triples that are training triples, kept)")

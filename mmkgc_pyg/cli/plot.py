@@ -123,7 +123,12 @@ def main(argv: Optional[List[str]] = None):
     out = Path(args.out) if args.out else run
     records = read_history(run / "history.jsonl")
     new_figure()  # fail fast without matplotlib, before loading the model
-    groups = modality_weight_groups(load_checkpoint(run / "model.pt"))
+    model = load_checkpoint(run / "model.pt")
+    # As evaluate and predict do: NaN weights would be written as null, silently.
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise InputError(f"{run / 'model.pt'}: the model's parameters hold NaN or infinite "
+                         "values: its modality weights would be meaningless")
+    groups = modality_weight_groups(model)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "training_curves.png", out / "modality_weights.png",
                out / "modality_weights.json"]

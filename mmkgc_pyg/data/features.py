@@ -1,20 +1,26 @@
 r"""Modality feature files: one row of raw features per entity id.
 
 A feature file is a ``.pth``/``.pt`` (a tensor or numpy array saved with
-:func:`torch.save`, read with ``weights_only=True``) or a ``.npy`` array of shape
-``[N, d_m]`` and floating dtype, row :math:`i` belonging to entity :math:`i`; or an
+:func:`torch.save`, read with ``weights_only=True`` and an allow-list of tensor and numpy
+globals only) or a ``.npy`` array of shape ``[N, d_m]`` and dtype float16, bfloat16,
+float32 or float64, row :math:`i` belonging to entity :math:`i`; or an
 HDF5 file ``.h5``/``.hdf5`` of the MMRNS layout, keyed by entity names and mean-pooled
 into one row per entity (:mod:`mmkgc_pyg.data.hdf5_features`; it needs the entity
 names). Benchmark folders name them ``<NAME>-<modality>.<ext>`` (e.g.
 ``DB15K-textual.pth``).
 
-Missing modalities. A row is *missing* when it is all zeros, entirely NaN, or marked
-missing by a mask file; missing rows get mask ``False`` and are zeroed. A row that is
-not missing must be finite: a row mixing NaN with numbers, or holding an infinity, is
-an error rather than a guess.
+Missing modalities. A row is *missing* when it is all zeros, entirely NaN
+(:func:`missing_rows`), or marked missing by a mask file; missing rows get mask
+``False`` and are zeroed. A row that is not missing must be finite and within float32's
+range (:func:`usable_values`): a row mixing NaN with numbers, or holding an infinity,
+is an error rather than a guess. The HDF5 reader applies the same rules to each vector
+of its keys.
+
+Reading an HDF5 file logs how many of its keys matched an entity (logger
+``mmkgc_pyg.data.features``, level INFO; the command-line tools show it on stderr).
 """
+import logging
 import re
-import sys
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -23,13 +29,19 @@ import torch
 from torch import Tensor
 
 from mmkgc_pyg.data.entity_names import EntityIndex
+from mmkgc_pyg.data.feature_rows import describe_unusable, missing_rows, usable_values
 from mmkgc_pyg.data.hdf5_features import HDF5_SUFFIXES, read_hdf5_features
 from mmkgc_pyg.errors import InputError, InvalidArgumentError
+from mmkgc_pyg.io import TENSOR_GLOBALS, reader_failure, restricted_torch_load
 
 TENSOR_SUFFIXES = (".pth", ".pt", ".npy")
 FEATURE_SUFFIXES = TENSOR_SUFFIXES + HDF5_SUFFIXES
+logger = logging.getLogger(__name__)
 
 
+#: The dtypes a feature table may have (read as float32; float8 and the like are refused:
+#: the finiteness checks are not implemented for them).
+FEATURE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _numpy_safe_globals() -> list:
     # What torch.load(weights_only=True) must allow to rebuild a saved numpy array
     # (plain numeric data; no code). numpy >= 2 moved ``core`` to ``_core``.
@@ -38,9 +50,16 @@ def _numpy_safe_globals() -> list:
     return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, *dtypes]
 
 
+#: What a saved numpy array's pickle names: the classes above, ``_reconstruct`` under
+#: the name numpy < 2 wrote, and the encoder of its bytes.
+NUMPY_GLOBALS = frozenset({f"{g.__module__} {g.__name__}" for g in _numpy_safe_globals()}
+                          | {"numpy.core.multiarray _reconstruct", "_codecs encode"})
+
+
 def load_tensor_file(path) -> Tensor:
     r"""Read a tensor from a ``.pth``/``.pt`` file (a tensor or numpy array) or a
-    ``.npy`` file, on the CPU, without unpickling arbitrary objects."""
+    ``.npy`` file, on the CPU, without unpickling arbitrary objects
+    (:func:`restricted_torch_load`)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: expected a tensor file, got a folder")
@@ -50,13 +69,12 @@ def load_tensor_file(path) -> Tensor:
         if path.suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         else:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = restricted_torch_load(path, allowed=TENSOR_GLOBALS | NUMPY_GLOBALS,
+                                        classes=_numpy_safe_globals())
     except Exception as e:  # noqa: BLE001 - every reader failure is the file's fault
-        reason = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[0])[:200]
         raise InputError(f"{path}: expected a tensor readable by "
                          f"{'numpy.load' if path.suffix == '.npy' else 'torch.load'}, "
-                         f"got {type(e).__name__}: {reason}") from None
+                         f"got {reader_failure(e)}") from None
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biuf":
             raise InputError(f"{path}: expected a numeric array, got dtype {obj.dtype}")
@@ -75,14 +93,14 @@ def load_features(path, num_entities: int, entities: Optional[EntityIndex] = Non
 
     An HDF5 file needs ``entities`` (the dataset's
     :class:`~mmkgc_pyg.data.entity_names.EntityIndex`) to map its keys to ids; how many
-    of them matched is reported in one line on stderr.
+    of them matched is logged in one line.
     """
     if Path(path).suffix in HDF5_SUFFIXES:
         if entities is None or entities.num_entities != num_entities:
             raise InvalidArgumentError(f"{path}: an HDF5 feature file needs the EntityIndex of the "
                                        f"{num_entities} entities")
         read = read_hdf5_features(path, entities)
-        print(read.summary(path), file=sys.stderr)
+        logger.info(read.summary(path))
         x = read.x
     else:
         x = load_tensor_file(path)
@@ -92,9 +110,11 @@ def load_features(path, num_entities: int, entities: Optional[EntityIndex] = Non
     if x.size(0) != num_entities:
         raise InputError(f"{path}: expected {num_entities} rows (one per entity), "
                          f"got {x.size(0)}")
-    if not x.is_floating_point():
-        raise InputError(f"{path}: expected a floating-point feature tensor, got {x.dtype}")
-    overflow = torch.isfinite(x) & (x.abs() > torch.finfo(torch.float32).max)
+    if x.dtype not in FEATURE_DTYPES:
+        raise InputError(f"{path}: expected a floating-point feature tensor ("
+                         f"{', '.join(str(d).split('.')[1] for d in FEATURE_DTYPES)}), "
+                         f"got {x.dtype}")
+    overflow = torch.isfinite(x) & ~usable_values(x)
     if bool(overflow.any()):
         row = int(overflow.any(dim=1).nonzero()[0])
         raise InputError(f"{path}: expected values within float32's range, got {x.dtype} "
@@ -127,15 +147,16 @@ def clean_features(x: Tensor, path, present: Optional[Tensor] = None) -> Tuple[T
         ``(features, mask)``: ``x`` with missing rows zeroed, and ``mask`` ``[N]``
         bool, ``True`` where present.
     """
-    mask = ~((x == 0).all(dim=1) | torch.isnan(x).all(dim=1))
+    mask = ~missing_rows(x)
     if present is not None:
         mask &= present
-    bad = mask & ~torch.isfinite(x).all(dim=1)
+    bad = mask & ~usable_values(x).all(dim=1)
     if bool(bad.any()):
         row = int(bad.nonzero()[0])
-        raise InputError(f"{path}: expected finite values or an all-NaN/all-zero row "
-                         f"for a missing entity, got NaN/inf mixed with numbers in row "
-                         f"{row} ({int(bad.sum())} such rows)")
+        raise InputError(f"{path}: expected finite values within float32's range, or an "
+                         f"all-zero or all-NaN row for a missing entity, got "
+                         f"{describe_unusable(x[row])} in row {row} ({int(bad.sum())} "
+                         "such rows)")
     return torch.where(mask.unsqueeze(1), x, torch.zeros((), dtype=x.dtype)), mask
 
 

@@ -75,6 +75,10 @@ def _parameter(name: str, entry: Any) -> Parameter:
     if isinstance(entry, list):
         if not entry:
             raise ConfigError(name, entry, "at least one choice")
+        # Optuna's categorical values (a list, e.g. of trackers, is not one of them).
+        if not all(c is None or isinstance(c, (bool, int, float, str)) for c in entry):
+            raise ConfigError(name, entry, "choices that are numbers, strings, booleans or "
+                              "null")
         return Parameter(name, choices=tuple(entry))
     unknown = sorted(set(entry) - {"low", "high", "log", "step"})
     if unknown or not {"low", "high"} <= set(entry):

@@ -1,26 +1,39 @@
 """An Optuna study in a folder: SQLite storage that several processes share and that an
-interrupted search resumes, pruning at validation points, and the search's outputs (the
-best configuration, a table of trials, plots).
+interrupted search resumes, pruning at validation points, each trial logged to the
+configured trackers, and the search's outputs (the best configuration, a table of
+trials, plots).
 
-The study lives in ``DIR/study.db`` under the name :data:`STUDY_NAME`; it records the base
-settings and the search space it was created with, so that a resumed or joined search
-cannot silently mix trials of two different searches.
+The study lives in ``DIR/study.db``, or in any database Optuna accepts given as an
+SQLAlchemy URL (a server that processes on several machines share), under the name
+:data:`STUDY_NAME`: one search per database. It records the base settings and the
+search space it was created with, so that a resumed or joined search cannot silently mix
+trials of two different searches. A ``study.db`` that is not an Optuna database (another
+program's SQLite file, or no database at all) is refused, never written to.
+
+Processes that open a study at once take turns through the lock file ``DIR/study.lock``
+(:mod:`filelock`: POSIX and Windows). Processes on other machines share no folder: with a
+server database, two of them creating the study at the same moment may both enqueue the
+base configuration (one trial more), nothing worse.
 """
+import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
 import socket
+import sqlite3
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
+
+from filelock import FileLock
 
 from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.hpo.space import SearchSpace
 from mmkgc_pyg.io import atomic_write_bytes
 from mmkgc_pyg.training.config import TrainConfig
+from mmkgc_pyg.training.trackers import MLflowTracker, TensorBoardTracker, Tracker, WandbTracker
 
 STUDY_NAME = "mmkgc"
 #: Settings that may differ between the processes of one search (where and how fast a
@@ -39,9 +52,25 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def storage_url(folder: Path, url: Optional[str] = None) -> str:
+    """The study's SQLAlchemy URL: ``url``, else ``DIR/study.db`` as SQLite."""
+    return url or f"sqlite:///{Path(folder).resolve() / 'study.db'}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and files."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: shown as the user wrote it
+        return url
+
+
 def open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
-               startup_trials: int = 5, sampler_seed: int = 0):
-    """The study in ``folder/study.db``, created or resumed.
+               startup_trials: int = 5, sampler_seed: int = 0, url: Optional[str] = None):
+    """The study in ``folder/study.db`` (or the database at the SQLAlchemy ``url``),
+    created or resumed.
 
     A new study records ``base`` (every setting of a trial, as in ``config.yaml``) and
     ``space``, and its first trial is the base configuration itself when the space
@@ -50,25 +79,62 @@ def open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
     that died are marked failed. Trials are sampled by TPE (random for the first
     ``startup_trials``, seeded by ``sampler_seed`` plus the number of trials so far) and
     pruned by the median rule after ``startup_trials`` finished trials.
+
+    Raises:
+        InputError: a storage that cannot be opened, or a ``study.db`` that is not an
+            Optuna database (naming it); a study of other settings.
     """
     # Creating the tables, recording the settings and enqueuing the base trial are
     # check-then-act steps: processes that start a search at once take turns.
-    with open(Path(folder) / "study.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _open_study(folder, base, space, startup_trials, sampler_seed)
+    with FileLock(str(Path(folder) / "study.lock")):
+        return _open_study(folder if url is None else shown_url(url), base, space,
+                           startup_trials, sampler_seed, storage_url(folder, url))
 
 
-def _open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
-                startup_trials: int, sampler_seed: int):
-    optuna = _optuna()
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{Path(folder).resolve() / 'study.db'}",
-        engine_kwargs={"connect_args": {"timeout": 60}})  # wait for other processes' writes
+def _check_sqlite_file(path: Path) -> None:
+    # Optuna would fail on a file that is no database, and add its tables to another
+    # program's: either is refused before Optuna opens it. Read-only, so nothing changes.
+    if not path.is_file() or path.stat().st_size == 0:
+        return
     try:
+        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro",
+                                                uri=True)) as db:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path}: expected an Optuna study database (SQLite), got a file "
+                         f"that is not one ({exc}); give another study") from None
+    if tables and not {"studies", "version_info"} <= tables:
+        raise InputError(f"{path}: expected an Optuna study database, got an SQLite database "
+                         f"of another program (tables {', '.join(sorted(tables)[:5])}"
+                         f"{' ...' if len(tables) > 5 else ''}); give another study")
+
+
+def _open_study(where, base: Dict[str, Any], space: SearchSpace,
+                startup_trials: int, sampler_seed: int, url: str):
+    # ``where`` names the study in messages: its folder, or its storage's URL.
+    optuna = _optuna()
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's parse errors
+        raise InputError(f"{url}: expected an SQLAlchemy database URL, e.g. "
+                         f"postgresql://user@host/db ({type(exc).__name__})") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        _check_sqlite_file(Path(parsed.database))
+    try:
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=({"connect_args": {"timeout": 60}}  # wait for others' writes
+                                if parsed.get_backend_name() == "sqlite" else {}))
         earlier = len(storage.get_all_trials(storage.get_study_id_from_name(STUDY_NAME),
                                              deepcopy=False))
-    except KeyError:
+    except KeyError:  # no such study yet
         earlier = 0
+    except Exception as exc:  # noqa: BLE001 - drivers, servers and schemas fail variously
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise InputError(f"{shown_url(url)}: expected an Optuna study storage that opens, "
+                         f"got {type(exc).__name__}: {reason}") from None
     study = optuna.create_study(
         storage=storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=sampler_seed + earlier,
@@ -80,8 +146,8 @@ def _open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
         study.set_user_attr("base", compared)
         study.set_user_attr("space", space.to_dict())
     else:
-        _check_same(folder, "base settings", recorded, json.loads(json.dumps(compared)))
-        _check_same(folder, "search space", study.user_attrs["space"],
+        _check_same(where, "base settings", recorded, json.loads(json.dumps(compared)))
+        _check_same(where, "search space", study.user_attrs["space"],
                     json.loads(json.dumps(space.to_dict())))
     fail_dead_trials(study, storage)
     config = TrainConfig.from_dict({k: base[k] for k in TrainConfig.__dataclass_fields__})
@@ -91,13 +157,13 @@ def _open_study(folder: Path, base: Dict[str, Any], space: SearchSpace,
     return study
 
 
-def _check_same(folder: Path, what: str, recorded: Dict, current: Dict) -> None:
+def _check_same(where, what: str, recorded: Dict, current: Dict) -> None:
     for key in sorted(set(recorded) | set(current)):
         if recorded.get(key) != current.get(key):
             raise InputError(
-                f"{folder}: holds a search with other {what} ({key}: "
+                f"{where}: holds a search with other {what} ({key}: "
                 f"{recorded.get(key)!r} there, {current.get(key)!r} now); give the same "
-                "settings to resume it, or another study folder")
+                "settings to resume it, or another study")
 
 
 def fail_dead_trials(study, storage) -> List[int]:
@@ -128,6 +194,19 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def trial_trackers(names, folder: Path, number: int) -> List[Tracker]:
+    """The trackers (``trackers`` setting) of trial ``number`` of the study in ``folder``,
+    which has no run folder per trial: an MLflow and a W&B run named
+    ``<folder's name>-trial-<number>`` (W&B's files in ``folder/wandb``), TensorBoard
+    scalars in ``folder/tensorboard/trial-<number>``."""
+    run = f"{Path(folder).resolve().name}-trial-{number}"
+    make = {"mlflow": lambda: MLflowTracker(run),
+            "wandb": lambda: WandbTracker(run, Path(folder)),
+            "tensorboard": lambda: TensorBoardTracker(Path(folder) / "tensorboard"
+                                                      / f"trial-{number}")}
+    return [make[name]() for name in names]
 
 
 def pruning_callback(trial) -> Callable[[Dict], None]:

@@ -78,3 +78,18 @@ def test_bad_history_names_the_file(run, content, capsys):
         plot.main([str(folder)])
     assert exc.value.code == 2
     assert str(history) in capsys.readouterr().err
+
+
+@needs_matplotlib
+def test_a_model_with_nan_weights_is_refused(run, capsys):
+    folder, _ = run
+    payload = torch.load(folder / "model.pt", weights_only=True)
+    payload["state_dict"]["node_emb.weight"][3, 0] = float("nan")
+    torch.save(payload, folder / "model.pt")
+    with pytest.raises(SystemExit) as exc:
+        plot.main([str(folder)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == [
+        f"error: {folder / 'model.pt'}: the model's parameters hold NaN or infinite values: "
+        "its modality weights would be meaningless"]
+    assert not (folder / "modality_weights.json").exists()

@@ -1,6 +1,9 @@
 """``python -m mmkgc_pyg.tune``: a search that prunes, is killed and resumed, and whose
 best configuration trains again to the valid MRR it recorded; the search space; errors."""
 import csv
+import importlib.util
+import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -9,14 +12,10 @@ import pytest
 import yaml
 
 from mmkgc_pyg.cli import train, tune
-from mmkgc_pyg.data import make_synthetic_kg, write_openke
-from mmkgc_pyg.errors import InputError
-from mmkgc_pyg.errors import ConfigError
+from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg, write_openke
+from mmkgc_pyg.errors import ConfigError, InputError
+from mmkgc_pyg.hpo import DEFAULT_SEARCH_SPACE, SearchSpace
 from mmkgc_pyg.training.config import TrainConfig
-
-optuna = pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
-
-from mmkgc_pyg.hpo import DEFAULT_SEARCH_SPACE, SearchSpace  # noqa: E402
 
 BASE = {"epochs": 6, "eval_every": 2, "dim": 8, "negatives": 4, "batch_size": 128,
         "lr": 0.02, "mu": 0.1, "lr_g": 1.0e-3}
@@ -25,10 +24,18 @@ SPACE = {"lr": [1.0e-5, 0.02], "dim": [8, 12], "lr_g": None, "margin": None,
          "negatives": None, "adv_temperature": None, "mu": None}
 
 
+@pytest.fixture
+def optuna():
+    """Optuna, for the tests that search; the search space and the error without it
+    need no extra."""
+    return pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
+
+
 @pytest.fixture(scope="module")
 def kg(tmp_path_factory):
-    graph = make_synthetic_kg(num_entities=120, num_relations=4, num_clusters=6,
-                              domain_size=4, num_train=600, num_valid=40, num_test=40)
+    graph = make_synthetic_kg(SyntheticGraph(
+        num_entities=120, num_relations=4, num_clusters=6, domain_size=4, num_train=600,
+        num_valid=40, num_test=40))
     root = tmp_path_factory.mktemp("tune")
     write_openke(graph, root / "synthetic")
     (root / "base.yaml").write_text(yaml.safe_dump({"dataset": "synthetic", **BASE}))
@@ -44,7 +51,7 @@ def trial_states(storage):
     return {t.number: t.state.name for t in trials(storage)}
 
 
-def test_search_prunes_is_killed_resumes_and_its_best_trains_to_its_mrr(kg, tmp_path):
+def test_search_prunes_is_killed_resumes_and_its_best_trains_to_its_mrr(optuna, kg, tmp_path):
     study_dir = tmp_path / "study"
     argv = ["--config", str(kg / "base.yaml"), "--search-space", str(kg / "space.yaml"),
             "--study", str(study_dir), "--trials", "4", "--startup-trials", "1", "--quiet"]
@@ -82,7 +89,10 @@ def test_search_prunes_is_killed_resumes_and_its_best_trains_to_its_mrr(kg, tmp_
     rows = list(csv.DictReader((study_dir / "trials.csv").open()))
     assert [(int(r["number"]), r["state"]) for r in rows] == sorted(states.items())
     plots = {p.name for p in (study_dir / "plots").glob("*.png")}
-    assert {"optimization_history.png", "intermediate_values.png"} <= plots
+    if importlib.util.find_spec("matplotlib") is not None:  # the [plot] extra draws them
+        assert {"optimization_history.png", "intermediate_values.png"} <= plots
+    else:
+        assert not plots
 
     best_yaml = yaml.safe_load((study_dir / "best.yaml").read_text())
     assert best_yaml["lr"] == best.params["lr"] and best_yaml["epochs"] == 6
@@ -92,7 +102,7 @@ def test_search_prunes_is_killed_resumes_and_its_best_trains_to_its_mrr(kg, tmp_
     assert result["best_epoch"] == best.user_attrs["best_epoch"]
 
 
-def test_resuming_with_other_settings_is_refused(kg, tmp_path, capsys):
+def test_resuming_with_other_settings_is_refused(optuna, kg, tmp_path, capsys):
     argv = ["--config", str(kg / "base.yaml"), "--search-space", str(kg / "space.yaml"),
             "--study", str(tmp_path / "s"), "--trials", "1", "--epochs", "2", "--quiet"]
     tune.main(argv)
@@ -115,6 +125,8 @@ def test_resuming_with_other_settings_is_refused(kg, tmp_path, capsys):
     ({"negatives": [8, 0]}, "negatives=0: expected a positive integer"),
     ({"learning_rate": [1]}, "learning_rate=[1]: expected a TrainConfig field"),
     ({"interaction": []}, "expected at least one choice"),
+    ({"trackers": [["tensorboard"], []]},
+     "trackers=[['tensorboard'], []]: expected choices that are numbers, strings"),
 ])
 def test_bad_search_spaces(space, message):
     with pytest.raises(ConfigError) as exc:
@@ -135,13 +147,13 @@ def test_search_space_entries_and_flags(kg, tmp_path, capsys):
 
     args = tune.build_parser().parse_args(["--dataset", str(kg / "synthetic"), "--study",
                                            "x", "--negatives", "4", "--dim", "8"])
-    dataset, base = train.load_new_run(args)
-    searched = tune.load_space(args, dataset, base)  # flags fix negatives and dim
+    spec, dataset, flags, _ = train.new_run(args)
+    searched = tune.load_space(args, dataset, spec, set(flags))  # flags fix negatives, dim
     assert "negatives" not in searched.parameters and "dim" not in searched.parameters
-    args.negatives = None  # the default choices go up to 256 negatives: too many here
     with pytest.raises(InputError, match="the default search space: negatives: 128 does "
                                              "not fit this run .* or --negatives V"):
-        tune.load_space(args, dataset, base)
+        # the default choices go up to 256 negatives: too many here
+        tune.load_space(args, dataset, spec, set(flags) - {"negatives"})
 
 
 def test_tune_without_its_extra_is_one_line(kg, tmp_path, monkeypatch, capsys):
@@ -154,7 +166,7 @@ def test_tune_without_its_extra_is_one_line(kg, tmp_path, monkeypatch, capsys):
 
 
 
-def test_two_processes_share_one_new_study(kg, tmp_path):
+def test_two_processes_share_one_new_study(optuna, kg, tmp_path):
     """Two searches started at once on a new study folder (creating its tables, recording
     its settings, enqueuing the base trial: check-then-act steps they take in turn)."""
     study_dir = tmp_path / "shared"
@@ -170,3 +182,127 @@ def test_two_processes_share_one_new_study(kg, tmp_path):
     assert len(states) >= 3 and set(states.values()) <= {"COMPLETE", "PRUNED"}
     assert sum(t.params == {"lr": BASE["lr"], "dim": BASE["dim"]} for t in trials(storage)
                if t.number == 0) == 1  # the base configuration, enqueued once
+
+
+def tiny_base(kg, folder, **settings):
+    """A base configuration file for quick trials on the fixture's graph."""
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"dataset": str(kg / "synthetic"), "dim": 8, "epochs": 1,
+                                    "negatives": 4, "batch_size": 256, **settings}))
+    return path
+
+
+def test_file_values_are_fixed_not_searched(optuna, kg, tmp_path, capsys):
+    """The default search space searches dim; a base file that sets it fixes it."""
+    study_dir = tmp_path / "study"
+    tune.main(["--config", str(tiny_base(kg, tmp_path)), "--study", str(study_dir),
+               "--trials", "2", "--quiet"])
+    err = capsys.readouterr().err
+    searching = next(line for line in err.splitlines() if "searching" in line)
+    assert "dim" not in searching.split("searching ")[1].split(";")[0]
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
+    assert len(trials(storage)) == 2 and all("dim" not in t.params and "lr" in t.params
+                                             for t in trials(storage))
+    assert yaml.safe_load((study_dir / "best.yaml").read_text())["dim"] == 8
+
+
+def test_each_trial_is_a_run_of_the_configured_tracker(optuna, kg, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
+    from mlflow.tracking import MlflowClient
+    monkeypatch.chdir(tmp_path)  # MLflow puts a SQLite store's artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "search")
+    study_dir = tmp_path / "study"
+    tune.main(["--config", str(tiny_base(kg, tmp_path, epochs=2, eval_every=1,
+                                         trackers=["mlflow"])),
+               "--study", str(study_dir), "--trials", "2", "--quiet"])
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("search").experiment_id])
+    by_name = {run.info.run_name: run for run in runs}
+    assert sorted(by_name) == ["study-trial-0", "study-trial-1"]
+    for trial in trials(storage):
+        run = by_name[f"study-trial-{trial.number}"]
+        assert run.info.status == "FINISHED"
+        assert float(run.data.params["lr"]) == trial.params["lr"]
+        assert run.data.params["dim"] == "8"
+        mrr = client.get_metric_history(run.info.run_id, "valid/mrr")
+        assert [m.step for m in mrr] == [1, 2]
+        assert [m.value for m in mrr] == [trial.intermediate_values[e] for e in (1, 2)]
+        assert run.data.metrics["final/valid/mrr"] == trial.value
+
+
+def test_a_study_in_a_database_given_by_url(optuna, kg, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    study_dir = tmp_path / "study"
+    argv = ["--config", str(tiny_base(kg, tmp_path)), "--study", str(study_dir),
+            "--storage", url, "--trials", "1", "--quiet"]
+    tune.main(argv)
+    assert not (study_dir / "study.db").exists()
+    assert len(trials(optuna.storages.RDBStorage(url))) == 1
+    assert f"Trial 0 of {url}:" in (study_dir / "best.yaml").read_text()
+    capsys.readouterr()
+    tune.main([*argv[:-3], "--trials", "2", "--quiet"])  # resumed from the database: one trial more
+    assert "study " + url + ": 1 of 2 trials finished" in capsys.readouterr().err
+    assert len(trials(optuna.storages.RDBStorage(url))) == 2
+
+
+@pytest.mark.parametrize("url, message", [
+    ("not a url", "not a url: expected an SQLAlchemy database URL"),
+    # The password is never shown; no server listens on port 1 (or no driver is installed).
+    ("postgresql://user:secret@localhost:1/db",
+     "postgresql://user:***@localhost:1/db: expected an Optuna study storage that opens"),
+])
+def test_a_storage_that_does_not_open_is_one_line(optuna, kg, tmp_path, capsys, url,
+                                                   message):
+    with pytest.raises(SystemExit) as exc:
+        tune.main(["--config", str(tiny_base(kg, tmp_path)), "--study", str(tmp_path / "s"),
+                   "--storage", url, "--trials", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert "secret" not in err[0]
+
+
+def sqlite_of_another_program(path):
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO notes (text) VALUES ('keep me')")
+    db.close()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("random", "expected an Optuna study database (SQLite), got a file that is not one"),
+    ("foreign", "expected an Optuna study database, got an SQLite database of another "
+                "program (tables notes)"),
+])
+def test_a_study_db_that_is_not_optunas_is_refused_untouched(optuna, kg, tmp_path, capsys,
+                                                             content, message):
+    study_dir = tmp_path / "s"
+    study_dir.mkdir()
+    path = study_dir / "study.db"
+    if content == "random":
+        path.write_bytes(random.Random(0).randbytes(4096))
+    else:
+        sqlite_of_another_program(path)
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        tune.main(["--config", str(tiny_base(kg, tmp_path)), "--study", str(study_dir),
+                   "--trials", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {path}: {message}")
+    assert path.read_bytes() == before
+
+
+def test_a_search_space_choice_that_is_a_list_is_one_line(optuna, kg, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("trackers: [[tensorboard], []]\n")
+    with pytest.raises(SystemExit) as exc:
+        tune.main(["--config", str(tiny_base(kg, tmp_path)), "--study", str(tmp_path / "s"),
+                   "--search-space", str(space), "--trials", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and err == [
+        f"error: {space}: trackers=[['tensorboard'], []]: expected choices that are numbers, "
+        "strings, booleans or null"]

@@ -1,16 +1,19 @@
 """KGDataset (PyG view, modality dropping, relation categories) and the PyG
 InMemoryDataset benchmarks, offline."""
 import shutil
+import socket
+import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
 import mmkgc_pyg.data.datasets as datasets_module
-from mmkgc_pyg.data import (DB15K, MKGW, CATEGORIES, KGDataset, load_openke,
+from mmkgc_pyg.data import (DB15K, MKGW, CATEGORIES, KGDataset, SyntheticGraph, load_openke,
                             make_synthetic_kg, relation_categories, relation_tph_hpt,
                             triples_from_data)
-from mmkgc_pyg.data.openke import write_openke
+from mmkgc_pyg.data.openke import CATEGORY_FILES, write_openke
+from mmkgc_pyg.errors import InputError
 
 SMALL = dict(num_entities=200, num_relations=6, num_clusters=10, domain_size=4,
              num_train=1500, num_valid=100, num_test=100)
@@ -18,7 +21,7 @@ SMALL = dict(num_entities=200, num_relations=6, num_clusters=10, domain_size=4,
 
 @pytest.fixture(scope="module")
 def kg():
-    return make_synthetic_kg(**SMALL)
+    return make_synthetic_kg(SyntheticGraph(**SMALL))
 
 
 def full_modalities(kg: KGDataset) -> KGDataset:
@@ -195,8 +198,96 @@ def test_download_uses_the_reference_repository(tmp_path, kg, monkeypatch):
     assert torch.equal(triples_from_data(dataset[0]), kg.train)
     assert dataset.split == "train"
     base = "https://raw.githubusercontent.com/zjukg/AdaMF-MAT/main/benchmarks/DB15K/"
-    assert sorted(urls) == sorted(base + f for f in dataset.raw_file_names)
-    assert "train2id.txt" in dataset.raw_file_names and "n-n.txt" in dataset.raw_file_names
+    assert sorted(urls) == sorted(base + f for f in [*dataset.raw_file_names, *CATEGORY_FILES])
+    assert "train2id.txt" in dataset.raw_file_names and "n-n.txt" not in dataset.raw_file_names
+
+
+def unreachable(url, folder):
+    # What download_url raises offline, after creating the file it was to write.
+    (Path(folder) / url.rsplit("/", 1)[1]).write_bytes(b"")
+    raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+
+def test_offline_download_says_what_to_copy_where_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets_module, "fetch", unreachable)
+    root = tmp_path / "data" / "MKG-W"
+    with pytest.raises(InputError) as exc:
+        MKGW(str(root))
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(f"{root / 'raw'}: expected the MKG-W files "
+                                                      "entity2id.txt, relation2id.txt, ")
+    assert "test2id.txt there" in message and "Name or service not known" in message
+    assert "benchmarks/MKG-W/ of github.com/zjukg/AdaMF-MAT" in message
+    assert not (tmp_path / "data").exists()  # no empty raw/ (nor root) left behind
+    # A folder the user began to fill keeps its files; only the missing ones are named.
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "entity2id.txt").write_text("1\ne0\t0\n")
+    with pytest.raises(InputError, match=r"files relation2id.txt, train2id.txt, valid2id.txt, "
+                                         r"test2id.txt there"):
+        MKGW(str(root))
+    assert [p.name for p in (root / "raw").iterdir()] == ["entity2id.txt"]
+
+
+def test_category_files_are_optional_offline(tmp_path, kg, monkeypatch):
+    folder = write_openke(kg, tmp_path / "raw", features=False)
+    for name in CATEGORY_FILES:
+        (folder / name).unlink()
+    monkeypatch.setattr(datasets_module, "fetch", unreachable)
+    data = MKGW(str(tmp_path))[0]
+    assert torch.equal(triples_from_data(data), torch.cat([kg.train, kg.valid, kg.test]))
+    assert int((data.test_category >= 0).sum()) == len(kg.test)  # computed from the triples
+
+
+def test_modality_widths_and_num_features(tmp_path, kg):
+    write_openke(kg, tmp_path / "raw", features=False)
+    torch.save(kg.features["visual"], tmp_path / "raw" / "MKG-W-visual.pth")
+    torch.save(kg.features["textual"][:, :5], tmp_path / "raw" / "MKG-W-textual.pth")
+    dataset = MKGW(str(tmp_path))
+    assert dataset.num_modality_features == {"textual": 5,
+                                             "visual": kg.features["visual"].size(1)}
+    assert MKGW(str(tmp_path), split="test").num_modality_features == \
+        dataset.num_modality_features
+    assert dataset.num_features == 0  # PyG's: the width of x, which these graphs lack
+
+
+class Planted:
+    """Unpickled, it creates a file: what a planted processed file could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("planted", ["graph", "pre_transform"])
+def test_planted_processed_files_are_refused_not_run(tmp_path, kg, planted):
+    write_openke(kg, tmp_path / "raw", features=False)
+    MKGW(str(tmp_path))
+    processed = tmp_path / "processed"
+    target = (next(processed.glob("graph-*.pt")) if planted == "graph"
+              else processed / "pre_transform.pt")
+    marker = tmp_path / "ran"
+    torch.save(Planted(marker), target)
+    with pytest.raises(InputError) as exc:
+        MKGW(str(tmp_path))
+    assert not marker.exists()
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(f"{target}: expected a file processed by")
+    assert "names io.open, outside the allow-list" in message
+    assert message.endswith(f"delete the folder {processed} to reprocess")
+    shutil.rmtree(processed)  # as the message says: processed again, and read
+    assert torch.equal(triples_from_data(MKGW(str(tmp_path), split="test")[0]), kg.test)
+
+
+def test_a_processed_file_of_another_kind_is_refused(tmp_path, kg):
+    write_openke(kg, tmp_path / "raw", features=False)
+    MKGW(str(tmp_path))
+    target = next((tmp_path / "processed").glob("graph-*.pt"))
+    torch.save({"edge_index": torch.zeros(2, 3)}, target)
+    with pytest.raises(InputError, match=r"graph-\w+\.pt: expected a file processed by "
+                                         r"mmkgc-pyg's MKG-W, got a dict; delete the folder"):
+        MKGW(str(tmp_path))
 
 
 def test_bad_split(tmp_path):

@@ -36,11 +36,28 @@ def test_zero_and_nan_rows_are_missing(table):
     assert torch.equal(x[mask], table[mask])
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_partial_nan_or_inf_is_an_error(table, bad):
+@pytest.mark.parametrize("bad, name", [(float("nan"), "NaN"), (float("inf"), "inf"),
+                                       (-float("inf"), "-inf")])
+def test_partial_nan_or_inf_is_an_error(table, bad, name):
     table[3, 2] = bad
-    with pytest.raises(InputError, match=r"f.pt: .*row 3 \(1 such rows\)"):
+    with pytest.raises(InputError, match=rf"f.pt: .*got {name} mixed with numbers in row 3 "
+                                         r"\(1 such rows\)"):
         clean_features(table, "f.pt")
+
+
+@pytest.mark.parametrize("row, got", [
+    ([-float("inf")] * 4, "only -inf"),
+    ([float("nan"), float("inf"), float("nan"), float("nan")], "only NaN/inf"),
+    ([1e39, 0.0, 0.0, 0.0], "values beyond float32's range"),
+])
+def test_unusable_rows_say_what_they_hold(table, row, got):
+    table = table.double()
+    table[[2, 5]] = torch.tensor(row, dtype=torch.float64)
+    with pytest.raises(InputError) as exc:
+        clean_features(table, "f.pt")
+    assert str(exc.value) == ("f.pt: expected finite values within float32's range, or an "
+                              "all-zero or all-NaN row for a missing entity, got "
+                              f"{got} in row 2 (2 such rows)")
 
 
 def test_a_mask_file_overrides_bad_rows(table):
