@@ -3,6 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
@@ -48,3 +49,30 @@ def test_accuracy_runs_cover_every_configuration(tmp_path):
     table = (out / "results.md").read_text()
     assert table.count("\n| toy |") == 7 and "--no-modalities" in table
     assert (out / "toy" / "adamf-mat-mu-0.1" / "drop0.5.json").exists()
+
+
+def test_ablation_runs_every_switch_and_reports_both_counts(tmp_path):
+    spec = importlib.util.spec_from_file_location("accuracy_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = make_synthetic_kg(SyntheticGraph(
+        num_entities=80, num_relations=3, num_train=300, num_valid=20, num_test=20))
+    write_openke(data, tmp_path / "toy", with_features=True)
+    out = tmp_path / "ablation"
+    results = module.main([str(tmp_path / "toy"), "--ablate", "--seeds", "0", "--out",
+                           str(out), "--quiet", "--", "--epochs", "2", "--dim", "4",
+                           "--negatives", "2", "--eval-every", "1", "--batch-size", "128",
+                           "--lr", "0.05"])
+    assert [r["variant"] for r in results] == [
+        "default (ours)", "--protocol reference", "--negative-sides per-negative",
+        "--positives with-replacement", "--missing-rows fused", "--model-kept last"]
+    for r in results:
+        assert r["reference"]["rank_type"] == "optimistic" and r["reference"]["raw_splits"]
+        # The toy test file repeats no line: the reference's count is our optimistic one.
+        assert r["reference"]["test_triples_used"] == 20
+        assert r["reference"]["mrr"] == pytest.approx(r["test"]["optimistic"]["mrr"])
+        assert r["reference"]["mrr"] >= r["test"]["mrr"]
+    assert [r["epochs"] for r in results] == [2] * 6
+    table = (out / "ablation.md").read_text()
+    assert table.count("\n| toy |") == 6 and "+0.0000 | +0.0000" in table  # the default's
+    assert len(json.loads((out / "ablation.json").read_text())) == 6

@@ -63,7 +63,7 @@ ROOT = TESTS.parent
 LIBRARY = ROOT / "mmkgc_pyg"
 # Top-level import names of the optional extras' packages (pyproject.toml).
 OPTIONAL_PACKAGES = ("matplotlib", "optuna", "mlflow", "wandb", "h5py", "transformers",
-                     "sentence_transformers", "PIL", "tensorboard")
+                     "sentence_transformers", "PIL", "tensorboard", "pyarrow")
 HIDE_VARIABLE = "MMKGC_TEST_HIDDEN_PACKAGES"
 
 # Runs at the start of every Python process whose PYTHONPATH holds its folder.

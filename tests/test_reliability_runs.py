@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mmkgc_pyg.cli import train as train_cli
@@ -212,3 +213,21 @@ def test_without_checkpoints_a_signal_still_exits_cleanly(graph, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
     assert "no checkpoint (train with --checkpoint-every N" in err
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("remove", "the run's visual feature is gone (the run had [120, 64])"),
+    ("reshape", "the run's visual feature changed shape (the run had [120, 64], the file "
+                "now gives [120, 3])"),
+])
+def test_resume_names_a_feature_that_changed(graph, tmp_path, capsys, change, expected):
+    data = tmp_path / graph.name  # features are found by the folder's name
+    shutil.copytree(graph, data)
+    out = tmp_path / "run"
+    train("--dataset", data, "--epochs", 1, "--out", out, "--checkpoint-every", 1)
+    visual = data / f"{graph.name}-visual.pth"
+    if change == "remove":
+        visual.unlink()
+    else:
+        torch.save(torch.rand(120, 3), visual)
+    fails(capsys, "--resume", out, "--epochs", 2, expected=expected)

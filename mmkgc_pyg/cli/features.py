@@ -19,6 +19,7 @@ from mmkgc_pyg.builders.text_features import (DEFAULT_TEXT_MODEL, load_text_mode
                                               text_features)
 from mmkgc_pyg.cli.common import positive_int, resolve_device, one_line_errors
 from mmkgc_pyg.data.entity_names import EntityIndex, find_link_files
+from mmkgc_pyg.data.labelled import load_dataset_folder
 from mmkgc_pyg.data.openke import read_name_file
 from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.io import atomic_torch_save
@@ -29,8 +30,9 @@ SHOWN = 5  # names listed of the keys that matched nothing, or of unreadable ima
 
 def _add_common(parser: argparse.ArgumentParser, modality: str, model: str, batch: int):
     parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help="OpenKE benchmark folder (entity names from its entity2id.txt; "
-                             "link files ent_links / *_SameAsLink.txt in it add aliases)")
+                        help="dataset folder, OpenKE or labelled triples (entity names from "
+                             "its entity2id.txt; link files ent_links / *_SameAsLink.txt in "
+                             "it add aliases)")
     parser.add_argument("--model", default=model, metavar="NAME_OR_PATH",
                         help=f"a local model folder or a Hugging Face hub name (default "
                              f"{model})")
@@ -105,7 +107,9 @@ def _entities(folder: str) -> Tuple[List[str], EntityIndex]:
     if not Path(folder).is_dir():
         raise InputError(f"--dataset {folder}: expected a dataset folder, got no such "
                          "directory")
-    names = read_name_file(Path(folder) / "entity2id.txt")
+    ids = Path(folder) / "entity2id.txt"
+    # A folder of labelled triples gets its ids (written beside them) on first load.
+    names = read_name_file(ids) if ids.exists() else load_dataset_folder(folder).entity_names
     return names, EntityIndex(names, find_link_files(folder))
 
 

@@ -17,7 +17,6 @@ installed). An existing file is replaced only with ``--overwrite``.
 import argparse
 import csv
 import functools
-import importlib
 import io
 import os
 from pathlib import Path
@@ -30,9 +29,10 @@ from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import (add_dataset_arguments, dataset_for, one_line_errors,
                                   resolve_device)
 from mmkgc_pyg.data.labelled import read_labelled_triples
-from mmkgc_pyg.errors import (AmbiguousNameError, InputError, MissingExtraError,
-                              NonFiniteModelError, OutputError, UnknownNameError)
+from mmkgc_pyg.errors import (AmbiguousNameError, InputError, NonFiniteModelError, OutputError,
+                              UnknownNameError)
 from mmkgc_pyg.evaluation.filtering import FilterIndex
+from mmkgc_pyg.extras import require
 from mmkgc_pyg.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mmkgc_pyg.nn.prediction import name_index, predict, predict_by_name, score_triples
 from mmkgc_pyg.run_folder import check_output_file
@@ -110,12 +110,8 @@ def _check_out(args) -> Optional[Path]:
 
 def _pyarrow(out: Path) -> Tuple[ModuleType, ModuleType]:
     """pyarrow and pyarrow.parquet, which only Parquet output needs."""
-    try:
-        return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
-    except ImportError:
-        raise MissingExtraError(f"--out {out}: writing Parquet needs pyarrow, which is not "
-                                "installed (pip install pyarrow); .csv and .json need "
-                                "nothing") from None
+    what = f"--out {out} (Parquet; .csv and .json need nothing)"
+    return require("pyarrow", "tables", what), require("pyarrow.parquet", "tables", what)
 
 
 def write_result(out: Path, result: Dict[str, Any], columns: Dict[str, list]) -> None:

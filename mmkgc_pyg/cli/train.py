@@ -130,7 +130,7 @@ def new_run(args: argparse.Namespace) -> Tuple[RunSpec, KGDataset, Dict, Optiona
 
 
 def resumed_run(args: argparse.Namespace):
-    """The spec, dataset and record of the run in ``--resume DIR``; flags must equal its
+    """The spec, identity and dataset of the run in ``--resume DIR``; flags must equal its
     settings, except the resumable ones."""
     if args.config:
         raise InputError("--config: cannot be given with --resume (the run keeps its "
@@ -152,8 +152,8 @@ def main(argv: Optional[List[str]] = None):
     args = parser.parse_args(argv)
     resume = Path(args.resume) if args.resume else None
     if resume is not None:
-        spec, record, dataset, flags = resumed_run(args)
-        out, file, run_id, argv = resume, None, record["id"], record.get("argv", argv)
+        spec, identity, dataset, flags = resumed_run(args)
+        out, file, run_id, argv = resume, None, identity["id"], identity.get("argv", argv)
     else:
         spec, dataset, flags, file = new_run(args)
         out, run_id = Path(args.out or Path("runs") / dataset.name), None

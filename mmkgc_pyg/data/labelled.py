@@ -48,7 +48,8 @@ import numpy as np
 import torch
 
 from mmkgc_pyg.data.kg import KGDataset
-from mmkgc_pyg.data.openke import NAME_FILES, TRIPLE_FILES, load_openke, write_openke
+from mmkgc_pyg.data.openke import (NAME_FILES, TRIPLE_FILES, load_openke, quote_line,
+                                    write_openke)
 from mmkgc_pyg.errors import DataWarning, InputError
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,6 @@ LABELLED_FILES = ("train.txt", "valid.txt", "test.txt")
 #: The OpenKE files a conversion writes, in the order it publishes them.
 ID_FILES = (*NAME_FILES, TRIPLE_FILES[1], TRIPLE_FILES[2], TRIPLE_FILES[0])
 _BOM = "\ufeff"
-
-
-def _show(line: str) -> str:
-    text = repr(line)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def read_labelled_triples(path) -> Iterator[Tuple[int, str, str, str]]:
@@ -87,7 +83,7 @@ def read_labelled_triples(path) -> Iterator[Tuple[int, str, str, str]]:
                 line = raw.decode("utf-8").rstrip("\n").removesuffix("\r")
             except UnicodeDecodeError:
                 raise InputError(f"{path}:{lineno}: expected UTF-8 text, got "
-                                 f"{_show(raw.decode('utf-8', 'replace'))}") from None
+                                 f"{quote_line(path, raw)}") from None
             if lineno == 1:
                 line = line.removeprefix(_BOM)
             if not line.strip():
@@ -96,7 +92,7 @@ def read_labelled_triples(path) -> Iterator[Tuple[int, str, str, str]]:
             if len(fields) != 3 or not all(fields) or "\r" in line:
                 spaced = " (separated by spaces, not tabs)" if len(line.split()) == 3 else ""
                 raise InputError(f"{path}:{lineno}: expected `head<TAB>relation<TAB>tail` "
-                                 f"names{spaced}, got {_show(line)}")
+                                 f"names{spaced}, got {quote_line(path, line)}")
             yield lineno, fields[0], fields[1], fields[2]
 
 
@@ -262,6 +258,7 @@ def load_dataset_folder(folder, features: Optional[Dict[str, str]] = None,
         return load_labelled(folder, features, mask_files, name)
     if any((folder / f).exists() for f in (*NAME_FILES, *TRIPLE_FILES)):
         return load_openke(folder, features, mask_files, name)  # names what is missing
-    raise InputError(f"{folder}: expected a dataset folder of OpenKE files ({', '.join(ID_FILES)}) "
-                     f"or of labelled triples ({', '.join(LABELLED_FILES)}: "
-                     "HEAD<TAB>RELATION<TAB>TAIL lines), got neither train2id.txt nor train.txt")
+    raise InputError(f"{folder}: expected a dataset folder of OpenKE files "
+                     f"({', '.join(ID_FILES)}) or of labelled triples "
+                     f"({', '.join(LABELLED_FILES)}: HEAD<TAB>RELATION<TAB>TAIL lines), got "
+                     "neither train2id.txt nor train.txt")

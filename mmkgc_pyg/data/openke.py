@@ -74,8 +74,13 @@ _WHITESPACE = b" \t\n\r\x0b\x0c"
 _BLOCK = 1 << 22
 
 
-def _show(line) -> str:
-    # One-line, bounded rendering of a file line for error messages.
+def quote_line(path, line) -> str:
+    """A file line for an error message: one line, at most 80 characters, and never the
+    content of a file a link leads outside its folder to (a dataset's ``train2id.txt``
+    linked to ``/etc/passwd`` must not print its first line)."""
+    path = Path(path)
+    if path.resolve().parent != path.absolute().parent.resolve():
+        return f"a line of {path.resolve()}, which is outside the folder (not shown)"
     if isinstance(line, bytes):
         line = line.decode("utf-8", "replace")
     text = repr(line)
@@ -126,7 +131,7 @@ def _split_count(path, text: bytes) -> bytes:
     count = header.strip()
     if not count.isdigit():
         raise InputError(f"{path}:1: expected the number of lines as a non-negative "
-                         f"integer, got {_show(header)}")
+                         f"integer, got {quote_line(path, header)}")
     count, num_lines = int(count), (body.count(b"\n") + 1 if body else 0)
     if num_lines != count:
         lineno = min(num_lines, count) + 2
@@ -148,14 +153,16 @@ def parse_int_rows(path, text: bytes, num_fields: int, first_lineno: int,
     for i, row in enumerate(fields):
         if len(row) != num_fields:
             raise InputError(f"{path}:{i + first_lineno}: expected {what}, got "
-                             f"{len(row)} fields: {_show(lines[i])}")
+                             f"{len(row)} fields: "
+                             f"{quote_line(path, lines[i])}")
     flat = [x for row in fields for x in row]
     # One C-level scan for the common valid case; find the line only on failure.
     if not b"".join(flat).isdigit() or max(map(len, flat), default=0) > _MAX_DIGITS:
         for i, row in enumerate(fields):
             if not all(x.isdigit() and len(x) <= _MAX_DIGITS for x in row):
                 raise InputError(f"{path}:{i + first_lineno}: expected {what} as "
-                                 f"non-negative integers, got {_show(lines[i])}")
+                                 f"non-negative integers, got "
+                                 f"{quote_line(path, lines[i])}")
     return np.array(flat, dtype=np.int64).reshape(len(lines), num_fields)
 
 
@@ -278,11 +285,12 @@ def _names_by_line(path, body: List[bytes]) -> List[str]:
             line = raw.decode("utf-8").strip(" \t")
         except UnicodeDecodeError:
             raise InputError(f"{path}:{i}: expected UTF-8 text `name id`, got "
-                             f"{_show(raw)}") from None
+                             f"{quote_line(path, raw)}") from None
         cut = max(line.rfind(" "), line.rfind("\t"))
         name, id_ = line[:cut].rstrip(" \t"), line[cut + 1:]
         if cut < 0 or not name or not (id_.isascii() and id_.isdigit()):
-            raise InputError(f"{path}:{i}: expected `name id`, got {_show(raw)}")
+            raise InputError(f"{path}:{i}: expected `name id`, got "
+                             f"{quote_line(path, raw)}")
         names.append(name)
         ids.append(int(id_))
     ordered: List[Optional[str]] = [None] * len(body)
@@ -305,7 +313,7 @@ def read_triple_file(path, num_entities: int, num_relations: int) -> Tensor:
         i = int(bad.argmax())
         raise InputError(f"{path}:{i + 2}: expected entity ids in [0, {num_entities}) "
                          f"and a relation id in [0, {num_relations}), got "
-                         f"{_show(_lines(body)[i])}")
+                         f"{quote_line(path, _lines(body)[i])}")
     return torch.from_numpy(htr)[:, [0, 2, 1]]  # contiguous (NumPy's would be column-major)
 
 
@@ -435,15 +443,16 @@ def write_openke(dataset: KGDataset, folder, features: bool = True) -> Path:
     r"""Write ``dataset`` as an OpenKE folder that :func:`load_openke` reads back
     exactly (and the reference code reads): names with tab-separated ids, triples as
     ``head tail relation``, category files when known, and with ``features`` the
-    modality tables as ``<name>-<modality>.pth`` (missing rows are zeros)."""
+    modality tables as ``<folder name>-<modality>.pth`` (missing rows are zeros), where
+    :func:`load_openke` finds them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for filename, names in zip(NAME_FILES, (dataset.entity_names, dataset.relation_names)):
         bad = [n for n in names if not n or n != n.strip(" \t") or "\n" in n or "\r" in n]
         if bad:
             raise InvalidArgumentError(f"{filename}: names must be non-empty, without line "
-                                       f"breaks or "
-                                       f"leading/trailing spaces/tabs, got {bad[0]!r}")
+                                       f"breaks or leading/trailing spaces/tabs, got "
+                                       f"{bad[0]!r}")
         lines = [str(len(names))] + [f"{n}\t{i}" for i, n in enumerate(names)]
         (folder / filename).write_text("\n".join(lines) + "\n", encoding="utf-8")
     splits = dict(zip(TRIPLE_FILES, (dataset.train, dataset.valid, dataset.test)))
@@ -453,5 +462,6 @@ def write_openke(dataset: KGDataset, folder, features: bool = True) -> Path:
         lines = [str(len(triples))] + [f"{h} {t} {r}" for h, r, t in triples.tolist()]
         (folder / filename).write_text("\n".join(lines) + "\n")
     for modality in dataset.modalities if features else ():
-        torch.save(dataset.features[modality], folder / f"{dataset.name}-{modality}.pth")
+        torch.save(dataset.features[modality],
+                   folder / f"{folder.resolve().name}-{modality}.pth")
     return folder

@@ -163,7 +163,8 @@ def evaluate_link_prediction(model: RankingModel,
                              batch_size: int = 0,
                              categories: Optional[Dict[str, Tensor]] = None,
                              fusion_mask: Optional[Tensor] = None,
-                             progress: bool = False) -> Dict:
+                             progress: bool = False,
+                             reference_lines: Optional[Tensor] = None) -> Dict:
     """Filtered MRR, MR and Hits@1/3/10 over both directions (realistic ranks), per
     direction (``head``, ``tail``), the ``optimistic`` and ``pessimistic`` figures over
     both directions, and, when ``categories`` maps a relation category (``1-1``,
@@ -171,7 +172,11 @@ def evaluate_link_prediction(model: RankingModel,
 
     ``queries`` is a :class:`LinkPredictionQueries` (both sides) or a triples tensor
     ``[T, 3]`` with the ``filter_index`` of known answers; other arguments as in
-    :func:`link_prediction_ranks`."""
+    :func:`link_prediction_ranks`. ``reference_lines`` (triples ``[L, 3]``, each one of
+    the queries' triples, e.g. every line of a test file with its repeats) adds the same
+    figures as the reference counts them under ``reference``: optimistic ranks (only
+    strictly better entities count) of those lines, from the same ranking (a repeated
+    line asks the same queries with the same filter)."""
     if isinstance(queries, Tensor):
         if filter_index is None:
             raise InvalidArgumentError("evaluate_link_prediction: expected filter_index with "
@@ -191,9 +196,10 @@ def evaluate_link_prediction(model: RankingModel,
     metrics = {"rank_type": "realistic", **direction_metrics(head.realistic, tail.realistic),
                "optimistic": rank_metrics(ranks.optimistic),
                "pessimistic": rank_metrics(ranks.pessimistic)}
+    if categories or reference_lines is not None:
+        keys = triple_keys(queries.triples, model.num_nodes, model.num_relations)
     if categories:
         # Rank once; a category selects its triples' ranks by membership.
-        keys = triple_keys(queries.triples, model.num_nodes, model.num_relations)
         metrics["categories"] = {}
         for name, members in categories.items():
             member_keys = triple_keys(members.to(keys.device), model.num_nodes,
@@ -201,7 +207,22 @@ def evaluate_link_prediction(model: RankingModel,
             selected = torch.isin(keys, member_keys)
             metrics["categories"][name] = direction_metrics(head.realistic[selected],
                                                             tail.realistic[selected])
+    if reference_lines is not None:
+        line = _positions(keys, triple_keys(reference_lines.to(keys.device), model.num_nodes,
+                                            model.num_relations))
+        metrics["reference"] = {"rank_type": "optimistic", **direction_metrics(
+            head.optimistic[line], tail.optimistic[line])}
     return metrics
+
+
+def _positions(keys: Tensor, wanted: Tensor) -> Tensor:
+    """Where each of ``wanted`` is among the distinct ``keys``."""
+    sorted_keys, order = torch.sort(keys)
+    found = torch.searchsorted(sorted_keys, wanted).clamp(max=keys.numel() - 1)
+    if not bool((sorted_keys[found] == wanted).all()):
+        raise InvalidArgumentError("evaluate_link_prediction: reference_lines: expected "
+                                   "triples among the queries' triples")
+    return order[found]
 
 
 def missing_modality_mask(model: RankingModel, rate: float, seed: int) -> Optional[Tensor]:
@@ -226,12 +247,14 @@ def evaluate_splits(model: RankingModel, dataset, filter_index: FilterIndex,
                     batch_size: int = 0,
                     drop_modality_rate: float = 0.0, seed: int = 0,
                     valid: Optional[Dict] = None, raw_splits: bool = False,
-                    progress: bool = False) -> Dict:
+                    progress: bool = False, reference: bool = False) -> Dict:
     """The final metrics of a model on its dataset: ``valid`` and ``test`` on their
     :meth:`~mmkgc_pyg.data.KGDataset.evaluation_triples` (``raw_splits``: as in the
     files), the test with its relation categories and, optionally, modalities hidden for
     a fraction of entities, and how many triples each used. ``valid`` passes already
-    computed valid metrics (not evaluated twice)."""
+    computed valid metrics (not evaluated twice). With ``reference``, the test also as
+    the paper's code reports it, under ``reference``: optimistic ranks (only strictly
+    better entities count) of every line of the test file, repeats included."""
     fusion_mask = missing_modality_mask(model, drop_modality_rate, seed)
     device = model.device
     triples = {split: dataset.evaluation_triples(split, raw_splits).to(device)
@@ -239,8 +262,14 @@ def evaluate_splits(model: RankingModel, dataset, filter_index: FilterIndex,
     if valid is None:
         valid = evaluate_link_prediction(model, triples["valid"], filter_index, batch_size,
                                          progress=progress)
+    lines = dataset.evaluation_triples("test", raw=True) if reference else None
     test = evaluate_link_prediction(model, triples["test"], filter_index, batch_size,
-                                    dataset.test_categories, fusion_mask, progress)
-    return {"valid": valid, "test": {**test, "drop_modality_rate": drop_modality_rate},
-            "valid_triples_used": len(triples["valid"]), "test_triples_used": len(triples["test"]),
-            "raw_splits": raw_splits}
+                                    dataset.test_categories, fusion_mask, progress, lines)
+    metrics = {"valid": valid, "test": {**test, "drop_modality_rate": drop_modality_rate},
+               "valid_triples_used": len(triples["valid"]),
+               "test_triples_used": len(triples["test"]), "raw_splits": raw_splits}
+    if reference:
+        metrics["reference"] = {**metrics["test"].pop("reference"),
+                                "drop_modality_rate": drop_modality_rate, "raw_splits": True,
+                                "test_triples_used": len(lines)}
+    return metrics

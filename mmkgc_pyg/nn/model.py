@@ -242,15 +242,22 @@ class MMKGCModel(KGEModel):
                          joint: Optional[Tensor] = None) -> Tensor:
         """Scores ``[B, C]`` of each triple's query against its candidate entities: the
         query is ``(?, r, t)`` where ``corrupt_head`` and ``(h, r, ?)`` elsewhere, and
-        ``candidates [B, C]`` are entity ids (e.g. the true one, then negatives). Only
-        the entities named are embedded (:meth:`touched_embeddings`); ``joint`` passes
-        precomputed joint embeddings that the indices address instead."""
+        ``candidates [B, C]`` are entity ids (e.g. the true one, then negatives).
+        ``corrupt_head`` is bool ``[B]`` (one side per triple) or ``[B, C]`` (one per
+        candidate: both queries score every candidate and each keeps its side's score,
+        twice the work of one side). Only the entities named are embedded
+        (:meth:`touched_embeddings`); ``joint`` passes precomputed joint embeddings that
+        the indices address instead."""
         if joint is None:
             joint, (head_index, tail_index, candidates) = self.touched_embeddings(
                 head_index, tail_index, candidates)
-        query = torch.where(corrupt_head[:, None],
-                            self.head_queries(rel_type, tail_index, joint),
-                            self.tail_queries(head_index, rel_type, joint))
+        head_query = self.head_queries(rel_type, tail_index, joint)
+        tail_query = self.tail_queries(head_index, rel_type, joint)
+        if corrupt_head.dim() == 2:
+            return torch.where(corrupt_head,
+                               self.interaction.score_candidates(head_query, joint, candidates),
+                               self.interaction.score_candidates(tail_query, joint, candidates))
+        query = torch.where(corrupt_head[:, None], head_query, tail_query)
         return self.interaction.score_candidates(query, joint, candidates)
 
     def score_tails(self, head_index: Tensor, rel_type: Tensor) -> Tensor:

@@ -193,7 +193,8 @@ def _path(value, key: str, path: Path) -> str:
 
 def read_run_file(path) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     """The settings of the run file ``path`` (the flat shape, relative paths resolved
-    against its folder) and its ``run`` record (None in a file a person wrote).
+    against its folder) and the run's identity under ``run`` (None in a file a person
+    wrote).
 
     Raises:
         InputError: an unknown key (with the closest known one) or a malformed run
@@ -221,7 +222,7 @@ def read_run_file(path) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
             settings[key] = {str(m): _path(p, f"{key}.{m}", path) for m, p in pairs.items()}
     run = values.get(RUN_RECORD)
     if run is not None and not isinstance(run, dict):
-        raise InputError(f"{path}: {RUN_RECORD}={run!r}: expected the run's record (id, "
+        raise InputError(f"{path}: {RUN_RECORD}={run!r}: expected the run's identity (id, "
                          "fingerprint, argv) as written by mmkgc_pyg.train")
     return settings, run
 

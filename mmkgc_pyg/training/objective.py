@@ -14,6 +14,9 @@ in two weightings (``mat_loss``): ``"reference"``, as the paper's code computes 
 batch's fakes of one kind form one pool weighed by a single softmax, and the gradient
 reaches the structural embeddings through the generators), and ``"per-positive"`` (each
 fake is its positive's only negative, weight 1; the generators' outputs are constants).
+The :math:`K` negatives of a positive corrupt one side of it, or each its own side
+(``negative_sides="per-negative"``, the reference's sampler); either way one softmax
+weighs all :math:`K` of them.
 
 A model step reads its entities through :class:`StepRows`: the structural and joint
 embeddings of the entities the batch names, and where each id of the batch is among them
@@ -169,7 +172,9 @@ class ModelLoss:
                  mat: Optional[MAT] = None, rng: Optional[torch.Generator] = None) -> Tensor:
         """``rows`` from :func:`embed_batch` for the batch's heads, tails and candidates
         ``[B, 1 + K]`` (the true entity of the corrupted side, then the negatives, from
-        :class:`~mmkgc_pyg.training.NegativeSampler`); ``rel`` the batch's relations."""
+        :class:`~mmkgc_pyg.training.NegativeSampler`); ``rel`` the batch's relations;
+        ``corrupt_head`` the side of each row ``[B]`` or of each candidate ``[B, 1 + K]``
+        (see :meth:`~mmkgc_pyg.nn.MMKGCModel.candidate_scores`)."""
         scores = self.model.candidate_scores(rows.head, rel, rows.tail, rows.candidates,
                                              corrupt_head, rows.joint)
         positive = scores[:, 0]

@@ -7,8 +7,8 @@ the path ``python -m mmkgc_pyg.train`` takes (PyKEEN's ``pipeline``).
 and :func:`run` does the work on a :class:`~mmkgc_pyg.training.setup.RunSpec`. A run owns
 its trackers from start to end, its folder while it writes (locked; never another run's),
 and its outputs: ``config.yaml`` (the spec, and the run's identity), ``model.pt`` (the best
-model by valid MRR), ``checkpoint.pt`` (with ``checkpoint_every``), ``metrics.json`` and
-``metrics.md``, ``history.jsonl``.
+model by valid MRR, or the last with ``model_kept="last"``), ``checkpoint.pt`` (with
+``checkpoint_every``), ``metrics.json`` and ``metrics.md``, ``history.jsonl``.
 """
 import contextlib
 import dataclasses
@@ -37,7 +37,7 @@ from mmkgc_pyg.training.callbacks import BestModelWriter, EpochLogger, TrainingC
 from mmkgc_pyg.training.config import TrainConfig
 from mmkgc_pyg.training.config_file import read_run_file, write_run_file
 from mmkgc_pyg.training.setup import (DatasetSpec, RunSpec, build_model, dataset_metadata,
-                                      memory_plan)
+                                      feature_shapes, memory_plan)
 from mmkgc_pyg.training.trackers import make_trackers
 from mmkgc_pyg.training.trainer import Trainer
 
@@ -54,8 +54,10 @@ class PipelineResult:
     """What a run produced.
 
     Attributes:
-        model: the trained model (its best weights by valid MRR).
-        metrics: ``valid`` and ``test`` metrics as in ``metrics.json``.
+        model: the trained model (its best weights by valid MRR, or its last with
+            ``model_kept="last"``).
+        metrics: ``valid`` and ``test`` metrics as in ``metrics.json`` (and
+            ``reference`` with ``reference_metrics``).
         history: one record per epoch (losses, timings, valid metrics when validated).
         spec: the run's settings (``spec.config`` the hyperparameters).
         run_id: the run's identity.
@@ -85,7 +87,7 @@ class PipelineResult:
                               "pass overwrite=True to replace it")
             save_checkpoint(self.model, directory / "model.pt", self.dataset_metadata)
             write_run_file(directory / "config.yaml", dataclasses.replace(
-                self.spec, dataset=self.spec.dataset.absolute()), _run_record(
+                self.spec, dataset=self.spec.dataset.absolute()), _run_identity(
                 self.run_id, self.dataset_metadata), f"Run {self.run_id}.")
             _write_metrics(directory, self.metrics)
             atomic_write_text(directory / "history.jsonl", "".join(
@@ -198,7 +200,7 @@ def _train_and_evaluate(spec, dataset, trainer, trackers, out, run_id, resumed,
     if writes and not resumed:  # absolute paths: the run loads from anywhere
         write_run_file(out / "config.yaml",
                        dataclasses.replace(spec, dataset=spec.dataset.absolute()),
-                       _run_record(run_id, metadata, argv),
+                       _run_identity(run_id, metadata, argv),
                        f"Run {run_id}: python -m mmkgc_pyg.train --config config.yaml "
                        "repeats it.")
     history: List[Dict] = []
@@ -232,10 +234,13 @@ def _train_and_evaluate(spec, dataset, trainer, trackers, out, run_id, resumed,
                                       spec.config.eval_batch_size, spec.drop_modality_rate,
                                       spec.config.seed, trainer.stopper.best_valid,
                                       spec.config.raw_splits,
-                                      trainer.progress and trainer.rank == 0)
+                                      trainer.progress and trainer.rank == 0,
+                                      spec.config.reference_metrics)
         except NonFiniteModelError as exc:
             raise NonFiniteModelError(f"the trained model cannot be evaluated: {exc}") from None
         metrics["best_epoch"] = trainer.best_epoch
+        if spec.config.model_kept == "last":  # the weights evaluated are not the best's
+            metrics["model_epoch"] = trainer.stopper.kept_epoch
         if writes:
             _write_metrics(out, metrics)
         for tracker in trackers:
@@ -254,14 +259,15 @@ def resume_run(out: Path, given: Dict[str, Any], *, progress: bool = True,
                handle_signals: bool = False) -> PipelineResult:
     """Continues the run in ``out`` with its recorded settings; ``given`` settings must
     equal them, except those in :data:`RESUMABLE`, which replace them."""
-    spec, record, dataset = load_run(out, given)
-    return run(spec, dataset, out, resume_id=record["id"], progress=progress,
-               handle_signals=handle_signals, argv=record.get("argv"))
+    spec, identity, dataset = load_run(out, given)
+    return run(spec, dataset, out, resume_id=identity["id"], progress=progress,
+               handle_signals=handle_signals, argv=identity.get("argv"))
 
 
 def load_run(out: Path, given: Dict[str, Any]):
-    """The spec, run record and dataset of the run in ``out``, with the ``given`` settings
-    applied (those of :data:`RESUMABLE`) or checked (any other must equal the run's).
+    """The spec, identity (``run`` in its ``config.yaml``) and dataset of the run in
+    ``out``, with the ``given`` settings applied (those of :data:`RESUMABLE`) or checked
+    (any other must equal the run's).
 
     Raises:
         InputError: no resumable run in ``out``, a setting that differs (naming the old
@@ -271,10 +277,10 @@ def load_run(out: Path, given: Dict[str, Any]):
     if not (out / "checkpoint.pt").is_file() or not path.is_file():
         raise CheckpointError(f"{out}: expected checkpoint.pt and config.yaml of a run "
                               "that wrote checkpoints (checkpoint_every)")
-    settings, run_record = read_run_file(path)
-    if not run_record or not isinstance(run_record.get("id"), str) \
-            or not isinstance(run_record.get("fingerprint"), str):
-        raise CheckpointError(f"{path}: expected the run record (run: id, fingerprint) "
+    settings, identity = read_run_file(path)
+    if not identity or not isinstance(identity.get("id"), str) \
+            or not isinstance(identity.get("fingerprint"), str):
+        raise CheckpointError(f"{path}: expected the run's identity (run: id, fingerprint) "
                               "written by mmkgc_pyg.train")
     for key, value in given.items():
         if key not in RESUMABLE and settings.get(key, _MISSING) != value \
@@ -291,15 +297,35 @@ def load_run(out: Path, given: Dict[str, Any]):
     if data.path is not None and not Path(data.path).is_dir():
         raise InputError(f"{out}: the run's dataset folder {data.path} is gone")
     dataset = data.load()
-    if dataset.fingerprint() != run_record["fingerprint"]:
+    if dataset.fingerprint() != identity["fingerprint"]:
         raise InputError(f"{out}: the dataset at {data.path or 'synthetic'} has changed "
                          f"(fingerprint {dataset.fingerprint()}, the run was trained on "
-                         f"{run_record['fingerprint']})")
+                         f"{identity['fingerprint']})")
+    _check_features(out, identity.get("feature_shapes"), feature_shapes(dataset))
     try:
         spec, _ = RunSpec.from_settings(settings, dataset)
     except ConfigError as exc:
         raise InputError(f"{path}: {exc}") from None
-    return spec, run_record, dataset
+    return spec, identity, dataset
+
+
+def _check_features(out: Path, recorded: Optional[Dict[str, list]],
+                    found: Dict[str, list]) -> None:
+    """The modality features a run was trained on must load again as they were."""
+    if not isinstance(recorded, dict):
+        return
+    for modality in sorted(set(recorded) | set(found)):
+        was, now = recorded.get(modality), found.get(modality)
+        if was == now:
+            continue
+        if now is None:
+            change = f"is gone (the run had {was})"
+        elif was is None:
+            change = f"is new ({now}; the run had none)"
+        else:
+            change = f"changed shape (the run had {was}, the file now gives {now})"
+        raise InputError(f"{out}: the run's {modality} feature {change}; resume with the "
+                         "features it was trained on, or start a new run")
 
 
 def check_fits(dataset: KGDataset, config: TrainConfig, device: torch.device) -> None:
@@ -369,17 +395,20 @@ def _same_path(key: str, recorded, given) -> bool:
     return key in ("dataset", "features", "masks") and absolute(recorded) == absolute(given)
 
 
-def _run_record(run_id: str, metadata: Dict[str, Any], argv=None) -> Dict[str, Any]:
+def _run_identity(run_id: str, metadata: Dict[str, Any], argv=None) -> Dict[str, Any]:
     """The run's identity as ``config.yaml`` keeps it (its ``run`` entry)."""
     return {"id": run_id, "name": metadata.get("name"),
             "fingerprint": metadata.get("fingerprint"),
+            "feature_shapes": metadata.get("feature_shapes"),
             **({"argv": list(argv)} if argv is not None else {})}
 
 
 def _write_metrics(folder: Path, metrics: Dict[str, Any]) -> None:
     atomic_write_json(folder / "metrics.json", metrics)
-    atomic_write_text(folder / "metrics.md",
-                      metrics_table({k: metrics[k] for k in ("valid", "test")}))
+    tables = {k: metrics[k] for k in ("valid", "test")}
+    if "reference" in metrics:
+        tables["test, as the reference (optimistic ranks, raw lines)"] = metrics["reference"]
+    atomic_write_text(folder / "metrics.md", metrics_table(tables))
 
 
 def _remove_empty(folder: Path) -> None:

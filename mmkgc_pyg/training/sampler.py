@@ -22,12 +22,16 @@ _RAW_HIGH = 2**62
 
 
 class NegativeSampler:
-    r"""Draws :math:`K` corrupted triples per positive, all corrupting one side of it.
+    r"""Draws :math:`K` corrupted triples per positive.
 
-    Each positive row corrupts *either* its head *or* its tail, and all :math:`K`
-    negatives of the row corrupt that same side: the row becomes one query
-    (:math:`(h, r, ?)` or :math:`(?, r, t)`) scored against :math:`1 + K` candidates,
-    the true entity first.
+    With ``per_negative=False`` each positive row corrupts *either* its head *or* its
+    tail, and all :math:`K` negatives of the row corrupt that same side: the row becomes
+    one query (:math:`(h, r, ?)` or :math:`(?, r, t)`) scored against :math:`1 + K`
+    candidates, the true entity first. With ``per_negative=True`` (the reference's
+    sampler) every negative tosses its own coin, so a row mixes head and tail
+    corruptions; column 0, the positive, is then read as the tail query
+    :math:`(h, r, ?)` with candidate :math:`t` (its score is :math:`f(h, r, t)` either
+    way).
 
     *Side.* ``mode='bernoulli'`` corrupts the head of a relation-:math:`r` triple with
     probability :math:`\mathrm{tph}_r / (\mathrm{tph}_r + \mathrm{hpt}_r)` (tails per
@@ -36,7 +40,8 @@ class NegativeSampler:
     ``mode='uniform'`` uses 0.5 throughout.
 
     *Filtering.* With ``filtered=True`` a negative is drawn uniformly from the entities
-    that do *not* form a training triple for the row's query -- the distribution of
+    that do *not* form a training triple for its query (its row's, or with
+    ``per_negative`` the query of its own side) -- the distribution of
     redraw-until-unknown rejection sampling, obtained exactly in one pass: the
     :math:`u`-th unknown entity is :math:`u + \#\{i : s_i - i \le u\}` for the sorted
     known answers :math:`s_0 < s_1 < \dots`, which one :func:`torch.searchsorted` over a
@@ -59,11 +64,13 @@ class NegativeSampler:
         mode: ``'bernoulli'`` or ``'uniform'`` side choice.
         filtered: Draw only negatives that are not training triples.
         device: Where the tables live and sampling runs (default: ``triples.device``).
+        per_negative: One side coin per negative instead of one per positive.
     """
 
     def __init__(self, triples: Union[Tensor, TripleIndex], num_entities: int,
                  num_relations: int, num_negatives: int, mode: str = "bernoulli",
-                 filtered: bool = True, device: Optional[Union[str, torch.device]] = None):
+                 filtered: bool = True, device: Optional[Union[str, torch.device]] = None,
+                 per_negative: bool = False):
         _check_arguments(triples, num_entities, num_relations, num_negatives, mode)
         triples = triples.to(device) if device is not None else triples  # sorted there
         index = (triples if isinstance(triples, TripleIndex)
@@ -73,6 +80,7 @@ class NegativeSampler:
         self.num_negatives = num_negatives
         self.mode = mode
         self.filtered = filtered
+        self.per_negative = per_negative
         self.device = index.device
         runs = [_query_runs(keys, num_entities) for keys in (index.forward, index.inverse)]
         self.tph, self.hpt = _answers_per_query(runs, num_relations)
@@ -91,7 +99,9 @@ class NegativeSampler:
 
         Returns:
             ``candidates`` (LongTensor ``[B, 1 + K]``: column 0 the true entity of the
-            corrupted side, columns 1..K the negatives) and ``corrupt_head`` (bool ``[B]``).
+            corrupted side, columns 1..K the negatives) and ``corrupt_head``: bool ``[B]``,
+            or with :attr:`per_negative` bool ``[B, 1 + K]``, the side of each candidate
+            (column 0 False: the positive as a tail query).
         """
         if batch.dim() != 2 or batch.size(1) != 3 or batch.dtype != torch.long:
             raise InvalidArgumentError(f"NegativeSampler: batch: expected a LongTensor [B, 3], "
@@ -101,31 +111,37 @@ class NegativeSampler:
                                        f"got {batch.device}")
         head, rel, tail = batch.unbind(1)
         size = (batch.size(0), self.num_negatives)
-        coin = torch.rand(batch.size(0), generator=generator, device=self.device)
-        corrupt_head = coin < self.head_prob[rel]
-        true = torch.where(corrupt_head, head, tail)
+        # A coin per row [B, 1] or per negative [B, K]; the draws below broadcast over it.
+        coins = size if self.per_negative else (batch.size(0), 1)
+        coin = torch.rand(coins, generator=generator, device=self.device)
+        sides = coin < self.head_prob[rel].unsqueeze(1)
+        head, rel, tail = head.unsqueeze(1), rel.unsqueeze(1), tail.unsqueeze(1)
         if self.filtered:
             raw = torch.randint(_RAW_HIGH, size, generator=generator, device=self.device)
-            negatives = self._draw_unknown(head, rel, tail, corrupt_head, raw)
+            negatives = self._draw_unknown(head, rel, tail, sides, raw)
         else:
             negatives = torch.randint(self.num_entities, size, generator=generator,
                                       device=self.device)
-        return torch.cat([true.unsqueeze(1), negatives], dim=1), corrupt_head
+        if self.per_negative:  # the positive as the tail query (h, r, ?), candidate t
+            return (torch.cat([tail, negatives], dim=1),
+                    torch.cat([torch.zeros_like(sides[:, :1]), sides], dim=1))
+        return torch.cat([torch.where(sides, head, tail), negatives], dim=1), sides.squeeze(1)
 
     def _draw_unknown(self, head: Tensor, rel: Tensor, tail: Tensor, corrupt_head: Tensor,
                       raw: Tensor) -> Tensor:
-        """Map raw draws ``[B, K]`` to entities uniform over each row's unknown answers."""
+        """Map raw draws ``[B, K]`` to entities uniform over the unknown answers of each
+        one's query; ``head``, ``rel``, ``tail`` are ``[B, 1]`` and ``corrupt_head``
+        ``[B, 1]`` (one side per row) or ``[B, K]`` (one per negative)."""
         n, num_rel = self.num_entities, self.num_relations
         # A head query (?, r, t) is the tail query (t, r + R, ?) of the inverse relation.
         query = torch.where(corrupt_head, (tail * 2 + 1) * num_rel + rel, head * 2 * num_rel + rel)
         start = torch.searchsorted(self._keys, query * n)
-        num_known = torch.searchsorted(self._keys, (query + 1) * n) - start
-        num_free = (n - num_known).unsqueeze(1)
+        num_free = n - (torch.searchsorted(self._keys, (query + 1) * n) - start)
         rank = raw % num_free.clamp(min=1)  # the rank-th unknown answer, 0-based
-        num_known_below = torch.searchsorted(self._free_rank, query.unsqueeze(1) * n + rank,
-                                             right=True) - start.unsqueeze(1)
-        no_free = num_free == 0
-        self.last_unfiltered = no_free.sum() * self.num_negatives
+        num_known_below = torch.searchsorted(self._free_rank, query * n + rank,
+                                             right=True) - start
+        no_free = (num_free == 0).expand_as(raw)
+        self.last_unfiltered = no_free.sum()
         return torch.where(no_free, raw % n, rank + num_known_below)
 
 

@@ -6,8 +6,10 @@ it trains.
 A spec is written in one shape, the flat mapping of configuration files (see
 :mod:`~mmkgc_pyg.training.config_file`): the run settings of :data:`RUN_KEYS` beside the
 :class:`~mmkgc_pyg.training.TrainConfig` fields. Precedence when one is assembled from
-several sources: the defaults, then the dataset's preset, then a file, then explicit
-values (flags).
+several sources: the defaults, then the dataset's preset (the protocol's:
+:func:`~mmkgc_pyg.training.config.preset_for`), then a file, then explicit values (flags);
+the switches a protocol sets (:data:`~mmkgc_pyg.training.config.PROTOCOLS`) apply where
+neither a file nor a flag gives them.
 """
 import contextlib
 from dataclasses import dataclass, field, fields
@@ -127,8 +129,10 @@ class RunSpec:
         if dataset is None:
             dataset = data.load()
         names = {f.name for f in fields(TrainConfig)}
-        config = TrainConfig(**{**TrainConfig().to_dict(), **preset_for(dataset.name),
-                                **{k: v for k, v in settings.items() if k in names}})
+        given = {k: v for k, v in settings.items() if k in names}
+        # An unknown protocol takes no preset; TrainConfig refuses it, naming it.
+        preset = preset_for(dataset.name, given.get("protocol", "ours"))
+        config = TrainConfig(**{**preset, **given})
         spec = cls(data, config, settings.get("drop_modality_rate") or 0.0,
                    settings.get("device") or "auto")
         check_run(dataset, spec)
@@ -155,16 +159,23 @@ def check_run(dataset: KGDataset, spec: RunSpec) -> None:
 
 def dataset_metadata(spec: RunSpec, dataset: KGDataset) -> Dict[str, Any]:
     """How to load the dataset again from anywhere, saved with a run and its models:
-    its name and fingerprint, and the spec's absolute paths."""
+    its name, fingerprint and feature shapes, and the spec's absolute paths."""
     absolute = spec.dataset.absolute()
     return {"name": dataset.name, "fingerprint": dataset.fingerprint(), "path": absolute.path,
-            "features": absolute.features, "masks": absolute.masks}
+            "features": absolute.features, "masks": absolute.masks,
+            "feature_shapes": feature_shapes(dataset)}
+
+
+def feature_shapes(dataset: KGDataset) -> Dict[str, list]:
+    """Each modality's feature table shape ``[N, d]``."""
+    return {m: list(x.shape) for m, x in dataset.features.items()}
 
 
 def build_model(dataset: Union[KGDataset, Data], config: TrainConfig,
                 device: Optional[Union[str, torch.device]] = None) -> MMKGCModel:
     """The model ``config`` describes for ``dataset`` (its sizes, and its modalities unless
-    ``config.modalities`` is off), with the dataset's entity and relation names, on
+    ``config.modalities`` is off; with ``config.missing_rows == "fused"`` every entity
+    counts as having every modality), with the dataset's entity and relation names, on
     ``device`` (by default PyTorch's default device). A PyG ``Data`` is read by
     :meth:`KGDataset.from_data <mmkgc_pyg.data.KGDataset.from_data>`.
 
@@ -174,9 +185,12 @@ def build_model(dataset: Union[KGDataset, Data], config: TrainConfig,
     if isinstance(dataset, Data):
         dataset = KGDataset.from_data(dataset)
     features = dataset.features if config.modalities else {}
+    # Fused missing rows (the reference's way): every row counts as present, so a zero row
+    # is projected to the projection's bias and fused and trained like the others.
+    masks = dataset.masks if config.missing_rows == "masked" else {}
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = MMKGCModel(dataset.num_entities, dataset.num_relations, config.dim,
-                           config.margin, features=features, masks=dataset.masks,
+                           config.margin, features=features, masks=masks,
                            interaction=config.interaction,
                            train_features=config.train_features,
                            feature_dtype=getattr(torch, config.feature_dtype))
@@ -225,7 +239,8 @@ def memory_plan(dataset: KGDataset, config: TrainConfig, device: torch.device) -
     :math:`8 \cdot 4 S D (1 + M)` bytes for the fusion, its projections and their
     gradients, and, where candidates are gathered as tensors (the PyTorch path, off
     CUDA), :math:`3 \cdot 4 B (1 + K) D` for the gathered rows, their differences and
-    gradients. *Evaluation* holds the joint table
+    gradients (twice that with ``negative_sides="per-negative"``: both queries are
+    scored). *Evaluation* holds the joint table
     :math:`N D`, the query vectors of the larger split and four blocks of
     :data:`~mmkgc_pyg.score_blocks.SCORE_BUDGET` scores.
 
@@ -258,7 +273,8 @@ def memory_plan(dataset: KGDataset, config: TrainConfig, device: torch.device) -
         else min(ids, dataset.num_entities)
     step = 8 * 4 * rows * width * stack
     if device.type != "cuda":
-        step += 3 * 4 * config.batch_size * (1 + config.negatives) * width
+        sides = 2 if config.negative_sides == "per-negative" else 1  # both queries scored
+        step += sides * 3 * 4 * config.batch_size * (1 + config.negatives) * width
     queries = 2 * max(len(dataset.valid), len(dataset.test))
     evaluation = 4 * (dataset.num_entities + queries) * width + 4 * 4 * SCORE_BUDGET
     return MemoryPlan(state, step, evaluation, _free_memory(device))

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from mmkgc_pyg.errors import ConfigError
 from mmkgc_pyg.nn.mat import MAT
 from mmkgc_pyg.nn.model import MMKGCModel
 from mmkgc_pyg.training.config import TrainConfig
@@ -90,6 +91,13 @@ class TrainingStep:
                   if sparse else {})
         self.dense_params = [p for p in model.parameters()
                              if p.requires_grad and all(p is not t for t in tables.values())]
+        if any(p.dtype == torch.float16 for p in self.dense_params):
+            # torch's Adam keeps a parameter's moments in its dtype: float16's squared
+            # gradients underflow to 0 and the update divides by eps (NaN at once).
+            raise ConfigError("feature_dtype", "float16",
+                              "bfloat16, or float16 with frozen features or sparse updates "
+                              "(whose Adam moments are float32): Adam's moments kept in "
+                              "float16 underflow")
         self.model_optimizer = (torch.optim.Adam(self.dense_params, lr=config.lr, **adam)
                                 if self.dense_params else None)
         self.table_optimizer = LazyAdam(tables, lr=config.lr) if tables else None

@@ -150,7 +150,16 @@ class MLflowTracker(Tracker):
         require("mlflow", "mlflow", "the MLflow tracker")
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri)
+        store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        try:
+            self.client = MlflowClient(tracking_uri)
+        except Exception as exc:  # noqa: BLE001 - store errors vary by backend
+            if "MLFLOW_ALLOW_FILE_STORE" in str(exc):  # MLflow 3 keeps file stores behind it
+                raise InputError(f"MLflow tracker: the file store {store} needs "
+                                 "MLFLOW_ALLOW_FILE_STORE=true, or use a database store "
+                                 "(MLFLOW_TRACKING_URI=sqlite:///mlflow.db)") from None
+            raise InputError(f"MLflow tracker: cannot open the store {store} "
+                             f"({_first_line(exc)})") from None
         self.run_name = run_name
         self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "mmkgc-pyg")
         self.run_id: Optional[str] = None
@@ -164,9 +173,8 @@ class MLflowTracker(Tracker):
                 self.run_id = self.client.create_run(experiment_id, tags=tags,
                                                      run_name=self.run_name).info.run_id
             except Exception as exc:  # noqa: BLE001 - store errors vary by backend
-                reason = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise InputError(f"MLflow tracker: cannot start a run in "
-                                 f"{self.client.tracking_uri} ({reason})") from None
+                                 f"{self.client.tracking_uri} ({_first_line(exc)})") from None
         return self.run_id
 
     def _log_metrics(self, values: Dict[str, float], step: int) -> None:
@@ -229,9 +237,8 @@ class WandbTracker(Tracker):
                     settings=wandb.Settings(console="off", silent=True, disable_git=True,
                                             save_code=False, x_disable_stats=True))
             except Exception as exc:  # noqa: BLE001 - login, network and setup errors
-                reason = (str(exc).strip().splitlines() or [""])[0][:200]
                 raise InputError(f"W&B tracker: cannot start a run "
-                                 f"({type(exc).__name__}: {reason}); log in with "
+                                 f"({type(exc).__name__}: {_first_line(exc)}); log in with "
                                  "`wandb login`, or set WANDB_MODE=offline") from None
         return self.run
 
@@ -254,6 +261,12 @@ class WandbTracker(Tracker):
     def end_run(self, success: bool = True) -> None:
         if self.run is not None:
             self.run.finish(exit_code=0 if success else 1)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error from a tracker's library, for a one-line message: its
+    advice (e.g. MLflow's on file stores) usually comes first."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def make_trackers(names: Iterable[str], out_dir: Optional[Path]):

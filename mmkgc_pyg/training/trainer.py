@@ -26,14 +26,16 @@ Callback = Callable[[Dict], None]
 class Trainer:
     r"""Trains an :class:`~mmkgc_pyg.nn.MMKGCModel` as AdaMF-MAT.
 
-    Each epoch is a pass over the shuffled training triples in batches, each batch one
+    Each epoch is a pass over the shuffled training triples in batches (with
+    ``positives="with-replacement"``: batches drawn with replacement), each batch one
     :class:`~mmkgc_pyg.training.step.TrainingStep` (negative sampling, the model update,
     MAT's generator update; only the entities a batch names are embedded, so a step's
     cost does not grow with the graph). No host synchronisation happens inside an epoch:
     losses are accumulated on the device and read once per epoch. Every ``eval_every``
     epochs the :class:`~mmkgc_pyg.training.stoppers.EarlyStopper` validates the model,
     keeps its best weights and ends training after ``patience`` validations without
-    improvement; then the callbacks of :meth:`fit` see the epoch's record.
+    improvement (with ``model_kept="last"``: keeps the latest, never stops); then the
+    callbacks of :meth:`fit` see the epoch's record.
 
     Same seed, same device, same result: on the CPU bit for bit (the step's gradient sums
     are deterministic); on CUDA up to the order of cuBLAS's reductions.
@@ -64,7 +66,8 @@ class Trainer:
                                   self.dataset.num_relations)
         sampler = NegativeSampler(train_index, self.dataset.num_entities,
                                   self.dataset.num_relations, config.negatives,
-                                  mode=config.sampling)
+                                  mode=config.sampling,
+                                  per_negative=config.negative_sides == "per-negative")
         self.filter_index = FilterIndex(
             train_index.union(torch.cat([self.dataset.valid, self.dataset.test])),
             self.dataset.num_relations)
@@ -76,7 +79,7 @@ class Trainer:
         self.shuffle_rng = torch.Generator(device=self.device).manual_seed(config.seed)
         # Validation inside fit shows no ranking bar of its own under the epochs' bar.
         self.stopper = EarlyStopper(model, lambda: self.evaluate("valid", progress=False),
-                                    config.eval_every, config.patience)
+                                    config.eval_every, config.patience, config.model_kept)
         self.epoch = 0
         self._stop_signal: Optional[int] = None
         # Within an epoch: where it started and how far it got, so that a checkpoint
@@ -105,7 +108,8 @@ class Trainer:
 
     def train_epoch(self) -> Dict:
         """One pass over the shuffled training triples (or the rest of an interrupted
-        one, after a resume)."""
+        one, after a resume); with ``positives="with-replacement"``, ``floor(n / batch)``
+        batches (at least one) of positives drawn uniformly with replacement instead."""
         self.model.train()
         start = time.perf_counter()
         state, self.resume_progress = self.resume_progress, None
@@ -116,12 +120,18 @@ class Trainer:
                      "first_bad_step": torch.full((), -1, device=self.device),
                      "seconds": 0.0}
         self.shuffle_rng.set_state(state["shuffle_state"])
-        order = torch.randperm(self.train_triples.size(0), device=self.device,
-                               generator=self.shuffle_rng)
+        # The epoch's positives come from the state saved at its start: a resumed epoch
+        # draws them again, identical.
+        count, size = self.train_triples.size(0), self.config.batch_size
+        if self.config.positives == "with-replacement":
+            order = torch.randint(count, (max(1, count // size) * size,), device=self.device,
+                                  generator=self.shuffle_rng)
+        else:
+            order = torch.randperm(count, device=self.device, generator=self.shuffle_rng)
         # Each rank takes its share of every global batch (a last batch too small to
         # give every rank a triple is dropped).
         batches = [b.tensor_split(self.world_size)[self.rank]
-                   for b in order.split(self.config.batch_size) if b.numel() >= self.world_size]
+                   for b in order.split(size) if b.numel() >= self.world_size]
         self.epoch_progress = state
         with tf32_matmuls(self.device, self.config.tf32):
             for step in range(state["step"], len(batches)):
@@ -224,6 +234,9 @@ def check_model_fits_config(model: MMKGCModel, config: TrainConfig) -> None:
         if model.train_features != config.train_features:
             problems.append(f"config.train_features={config.train_features} but the model "
                             f"has train_features={model.train_features}")
+        if config.missing_rows == "fused" and not bool(model.fusion_mask.all()):
+            problems.append("config.missing_rows='fused' but the model masks missing "
+                            "modalities out of its fusion")
     if model.sparse:
         problems.append("the model gives PyG-style sparse gradients (sparse=True); the "
                         "Trainer forms its own (config.sparse chooses lazy row updates)")

@@ -3,6 +3,7 @@ naming the file and key, and the run's own config.yaml repeating it."""
 import pytest
 import yaml
 
+from utils import as_default_graph
 from mmkgc_pyg.cli import train
 from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg, write_openke
 from mmkgc_pyg.training import TrainConfig
@@ -16,8 +17,7 @@ def small_graph():
     graph = make_synthetic_kg(SyntheticGraph(
         num_entities=120, num_relations=4, num_clusters=6, domain_size=4, num_train=600,
         num_valid=40, num_test=40))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: graph)
+    with as_default_graph(graph):
         yield graph
 
 
@@ -67,6 +67,9 @@ def test_config_files_map_to_settings_and_flags_override(small_graph, tmp_path, 
     ("bad.yaml", "features: [visual.pt]\n", "bad.yaml: features=['visual.pt']: expected a "
                                             "mapping"),
     ("bad.ini", "lr = 1\n", "--config {dir}/bad.ini: expected a .yaml, .yml, .json or .toml"),
+    ("run.yaml", "modalities: false\ndrop_modality_rate: 0.5\n",  # checked on the run
+     "run.yaml: drop_modality_rate=0.5: expected 0 for a model without modalities"),
+    ("twice.yaml", "dim: 8\ndim: 16\n", "twice.yaml: 'dim' given twice (line 2)"),
     ("absent.yaml", None, "--config {dir}/absent.yaml: cannot read"),
 ])
 def test_bad_files_are_one_line_errors_naming_file_and_key(small_graph, tmp_path, capsys,

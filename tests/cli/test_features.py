@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from feature_models import minilm_path, save_image, save_tiny_vit
+from utils import write_toy_openke
 from mmkgc_pyg.builders.text_features import DEFAULT_TEXT_MODEL
 from mmkgc_pyg.cli import features
 from mmkgc_pyg.data import load_openke
@@ -19,13 +20,7 @@ NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
 
 @pytest.fixture
 def dataset(tmp_path):
-    folder = tmp_path / "TOY"
-    folder.mkdir()
-    (folder / "entity2id.txt").write_text(
-        f"{len(NAMES)}\n" + "".join(f"{n}\t{i}\n" for i, n in enumerate(NAMES)))
-    (folder / "relation2id.txt").write_text("1\nr\t0\n")
-    for split in ("train2id.txt", "valid2id.txt", "test2id.txt"):
-        (folder / split).write_text("2\n0 1 0\n1 2 0\n")
+    folder = write_toy_openke(tmp_path / "TOY", NAMES, "0 1 0\n1 2 0")
     return folder
 
 

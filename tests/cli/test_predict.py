@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from utils import as_default_graph
 from mmkgc_pyg.checkpoint import load_checkpoint, save_checkpoint
 from mmkgc_pyg.cli import predict, train
 from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
@@ -16,8 +17,7 @@ def dataset():
     small = make_synthetic_kg(SyntheticGraph(
         num_entities=200, num_relations=6, num_clusters=10, domain_size=4, num_train=1500,
         num_valid=100, num_test=100))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: small)
+    with as_default_graph(small):
         yield small
 
 
@@ -239,7 +239,7 @@ def test_parquet_without_pyarrow_is_a_one_line_error_before_any_work(checkpoint,
                     str(tmp_path / "a.parquet"))
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
-    assert "needs pyarrow" in err and "pip install pyarrow" in err
+    assert "Parquet" in err and 'pip install "mmkgc-pyg[tables]"' in err
 
 
 def test_an_existing_output_is_replaced_only_with_overwrite(checkpoint, dataset, tmp_path,

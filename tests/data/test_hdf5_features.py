@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from utils import write_toy_openke
 from mmkgc_pyg.cli.common import configure_logging, load_dataset
 from mmkgc_pyg.data import hdf5_features, load_openke
 from mmkgc_pyg.data.entity_names import EntityIndex
@@ -26,13 +27,7 @@ NAMES = ["<http://dbpedia.org/resource/Andy_Griffith>",
 @pytest.fixture
 def dataset(tmp_path):
     """A four-entity OpenKE folder with the mmkb SameAs link file of DB15K's form."""
-    folder = tmp_path / "TOY"
-    folder.mkdir()
-    (folder / "entity2id.txt").write_text(
-        f"{len(NAMES)}\n" + "".join(f"{n}\t{i}\n" for i, n in enumerate(NAMES)))
-    (folder / "relation2id.txt").write_text("1\nr\t0\n")
-    for split in ("train2id.txt", "valid2id.txt", "test2id.txt"):
-        (folder / split).write_text("2\n0 1 0\n2 3 0\n")
+    folder = write_toy_openke(tmp_path / "TOY", NAMES, "0 1 0\n2 3 0")
     (folder / "DB15K_SameAsLink.txt").write_text(
         "/m/0d1w9 <SameAs> <http://dbpedia.org/resource/Prison> .\n"
         "/m/06f32 <SameAs> <http://dbpedia.org/resource/Taiwan> .\n")

@@ -391,9 +391,23 @@ def test_write_rejects_names_that_cannot_round_trip(tmp_path):
 
 
 def test_feature_files_are_discovered_by_dataset_name(tmp_path):
-    folder = write_openke(small_kg(), tmp_path / "elsewhere")
-    assert load_openke(folder).modalities == []  # NAME is the folder name here
-    assert load_openke(folder, name="tiny").modalities == ["visual"]
-    shutil.copy(folder / "tiny-visual.pth", folder / "tiny-visual.npy")
+    folder = write_openke(small_kg(), tmp_path / "elsewhere")  # elsewhere-visual.pth
+    assert load_openke(folder).modalities == ["visual"]  # NAME is the folder's name
+    assert load_openke(folder, name="tiny").modalities == []
+    shutil.copy(folder / "elsewhere-visual.pth", folder / "elsewhere-visual.npy")
     with pytest.raises(InputError, match="expected one feature file for modality"):
-        load_openke(folder, name="tiny")
+        load_openke(folder)
+
+
+def test_errors_never_show_a_line_of_a_file_linked_from_outside(tmp_path):
+    """A triple file that links outside the dataset folder (e.g. to a secret) is named,
+    its content is not: the error shows no line of it."""
+    folder = write_openke(small_kg(), tmp_path / "tiny")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:the first line\n")
+    (folder / "train2id.txt").unlink()
+    (folder / "train2id.txt").symlink_to(secret)
+    with pytest.raises(InputError) as info:
+        load_openke(folder)
+    assert "train2id.txt" in str(info.value) and "root:x" not in str(info.value)
+    assert "outside the folder (not shown)" in str(info.value)

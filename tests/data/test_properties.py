@@ -72,7 +72,7 @@ def assert_same(a: KGDataset, b: KGDataset):
 @given(kgs(), st.randoms(use_true_random=False), st.booleans(), st.booleans(), st.booleans())
 def test_valid_folders_round_trip(kg, rng, crlf, spaces, category_files):
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_openke(kg, Path(tmp) / "data")
+        folder = write_openke(kg, Path(tmp) / kg.name)  # feature files named by the folder
         for name in CATEGORY_FILES if not category_files else ():
             (folder / name).unlink()  # then derived, equal to the files' content
         # Equivalent spellings: shuffled name lines, CRLF, spaces, no final newline.
@@ -85,7 +85,7 @@ def test_valid_folders_round_trip(kg, rng, crlf, spaces, category_files):
             if spaces and path.name not in NAME_FILES:
                 text = text.replace(" ", " \t ")
             path.write_bytes(text.replace("\n", "\r\n" if crlf else "\n").encode())
-        assert_same(load_openke(folder, name="prop"), kg)
+        assert_same(load_openke(folder), kg)
 
 
 def corrupt(folder: Path, kg: KGDataset, rng: random.Random, kind: str) -> Path:

@@ -72,6 +72,20 @@ def test_candidate_scores_pick_the_corrupted_side(model):
     torch.testing.assert_close(scores[1], model(candidates[1], rel[[1, 1, 1]], tail[[1, 1, 1]]))
 
 
+def test_candidate_scores_with_a_side_per_candidate(model):
+    head, rel, tail = torch.tensor([0, 5]), torch.tensor([2, 1]), torch.tensor([7, 3])
+    candidates = torch.tensor([[7, 1, 2], [3, 4, 6]])
+    sides = torch.tensor([[False, True, False], [False, False, True]])
+    scores = model.candidate_scores(head, rel, tail, candidates, sides)
+    expected = torch.stack([model(torch.where(s, c, head[b]), rel[[b] * 3],
+                                  torch.where(s, tail[b], c))
+                            for b, (c, s) in enumerate(zip(candidates, sides))])
+    torch.testing.assert_close(scores, expected)
+    # A candidate's score is its own side's: the same as with one side for the row.
+    rows = model.candidate_scores(head, rel, tail, candidates, torch.tensor([True, True]))
+    torch.testing.assert_close(scores[sides], rows[sides])
+
+
 def test_all_entity_scoring_fuses_each_entity_once(model, monkeypatch):
     calls = []
     project = model.adamf.project

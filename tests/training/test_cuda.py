@@ -1,5 +1,6 @@
-"""Training on CUDA: no host synchronisation inside steps, CUDA graphs equal to eager
-steps. Skipped without a GPU (``benchmarks/gpu_check.py`` runs them on one)."""
+"""Training on CUDA: no host synchronisation inside steps, dense and sparse; CUDA graphs
+bitwise equal to eager steps. Skipped without a GPU (``benchmarks/gpu_check.py`` runs
+them on one)."""
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from utils import random_kg
 from mmkgc_pyg.nn import MMKGCModel
-from mmkgc_pyg.training import TrainConfig, Trainer
+from mmkgc_pyg.training import TrainConfig, Trainer, build_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -18,15 +19,15 @@ CONFIG = TrainConfig(dim=8, margin=6.0, negatives=5, batch_size=32, lr=1e-2, lr_
 def cuda_trainer(config: TrainConfig, num_entities: int = 30) -> Trainer:
     torch.manual_seed(0)
     data = random_kg(num_entities=num_entities, num_train=4 * num_entities)
-    model = MMKGCModel(data.num_entities, data.num_relations, config.dim,
-                       features=data.features, masks=data.masks).cuda()
-    return Trainer(model, data, config, progress=False)
+    return Trainer(build_model(data, config, "cuda"), data, config, progress=False)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("num_entities", [30, 600])  # all entities / touched ones only
 @pytest.mark.parametrize("cuda_graph", [False, True])
-def test_training_steps_never_synchronise_on_cuda(cuda_graph, num_entities):
-    trainer = cuda_trainer(replace(CONFIG, cuda_graph=cuda_graph), num_entities)
+def test_training_steps_never_synchronise_on_cuda(cuda_graph, num_entities, sparse):
+    trainer = cuda_trainer(replace(CONFIG, cuda_graph=cuda_graph, sparse=sparse),
+                           num_entities)
     batch = trainer.train_triples[:32]
     for _ in range(5):  # compilation, autotuning, graph warm-up and capture may sync
         trainer.step(batch)
@@ -37,27 +38,29 @@ def test_training_steps_never_synchronise_on_cuda(cuda_graph, num_entities):
             trainer.step(batch)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    assert (trainer.step.graph is not None) == cuda_graph
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("mu", [0.0, 0.5])
 @pytest.mark.parametrize("bf16", [False, True])
-def test_cuda_graph_steps_equal_eager_steps(mu, bf16):
-    """The captured step replays the eager step: the same losses and weights, up to the
-    order of the training kernel's atomic gradient sums (which bf16 rounding amplifies)."""
-    eager = cuda_trainer(replace(CONFIG, mu=mu, bf16=bf16))
-    graphed = cuda_trainer(replace(CONFIG, mu=mu, bf16=bf16, cuda_graph=True))
+def test_cuda_graph_steps_equal_eager_steps_bitwise(mu, bf16, sparse):
+    """The captured step (dense or sparse) replays the eager step bit for bit: the
+    training kernel's gradient sums are deterministic (no atomics), so replay and eager
+    order them alike, bf16 included."""
+    config = replace(CONFIG, mu=mu, bf16=bf16, sparse=sparse)
+    eager = cuda_trainer(config, num_entities=200)
+    graphed = cuda_trainer(replace(config, cuda_graph=True), num_entities=200)
     for start in range(0, 120, 20):  # 6 steps: 3 warm-up, capture, 2 replays + 1 partial
         size = 32 if start < 100 else 20
         batch = eager.train_triples[start:start + size]
         for a, b in zip(eager.step(batch), graphed.step(batch)):
-            if a is None:
-                assert b is None
-            else:
-                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert graphed._graph is not None
-    tolerance = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert torch.equal(a, b)
+    assert graphed.step.graph is not None
     for a, b in zip(eager.model.parameters(), graphed.model.parameters()):
-        torch.testing.assert_close(a, b, **tolerance)
+        assert torch.equal(a, b)
 
 
 def test_model_compiles_with_inductor_on_cuda():

@@ -12,9 +12,10 @@ def _triples(rows):
 
 
 def _negative_triples(batch, candidates, corrupt_head):
-    """The (h, r, t) of every negative, ``[B, K, 3]``."""
+    """The (h, r, t) of every negative, ``[B, K, 3]``; sides per row ``[B]`` or per
+    candidate ``[B, 1 + K]``."""
     neg = candidates[:, 1:]
-    side = corrupt_head.unsqueeze(1)
+    side = corrupt_head[:, 1:] if corrupt_head.dim() == 2 else corrupt_head.unsqueeze(1)
     head = torch.where(side, neg, batch[:, :1])
     tail = torch.where(side, batch[:, 2:], neg)
     return torch.stack([head, batch[:, 1:2].expand_as(neg), tail], dim=-1)
@@ -113,6 +114,24 @@ def test_filtered_negatives_are_never_training_triples():
     assert _count_known(triples, _negative_triples(batch, candidates, corrupt_head)) == 0
     assert sampler.last_unfiltered.item() == 0
     assert corrupt_head.any() and not corrupt_head.all()
+
+
+def test_per_negative_sides_mix_and_each_negative_is_filtered_on_its_side():
+    triples = _dense_graph(7, 2, density=0.7, seed=1)
+    sampler = NegativeSampler(triples, 7, 2, num_negatives=40, per_negative=True)
+    batch = triples.repeat(4, 1)
+    candidates, corrupt_head = sampler(batch, torch.Generator().manual_seed(0))
+    assert corrupt_head.shape == candidates.shape
+    # Column 0 is the positive as a tail query; the negatives of a row mix both sides.
+    assert torch.equal(candidates[:, 0], batch[:, 2]) and not corrupt_head[:, 0].any()
+    assert (corrupt_head[:, 1:].any(1) & ~corrupt_head[:, 1:].all(1)).float().mean() > 0.9
+    assert _count_known(triples, _negative_triples(batch, candidates, corrupt_head)) == 0
+    assert sampler.last_unfiltered.item() == 0
+    # Each negative's coin follows its relation's Bernoulli probability.
+    for rel in range(2):
+        rows = batch[:, 1] == rel
+        freq = corrupt_head[rows, 1:].double().mean().item()
+        assert abs(freq - sampler.head_prob[rel].item()) < 0.03
 
 
 @pytest.mark.parametrize("head_side", [False, True])

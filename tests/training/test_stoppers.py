@@ -48,3 +48,22 @@ def test_the_stopper_keeps_and_restores_the_best_weights():
     copy.load_state_dict(stopper.state_dict())
     copy.restore_best()
     assert torch.equal(copy.model.weight, weights[1]) and copy.logic == stopper.logic
+
+
+def test_keeping_the_last_weights_never_stops():
+    model = torch.nn.Linear(2, 1)
+    metrics = iter([0.5, 0.2, 0.1])
+    stopper = EarlyStopper(model, lambda: {"mrr": next(metrics)}, 1, 1, keep="last")
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stopper.validate(epoch)
+        assert stopper.improved_at(epoch) and not stopper.logic.stopped
+    assert stopper.logic.best_epoch == 1 and stopper.kept_epoch == 3  # best recorded
+    assert stopper.best_valid == {"mrr": 0.1}
+    with torch.no_grad():
+        model.weight.zero_()
+    stopper.restore_best()
+    assert (model.weight == 3).all()
+    with pytest.raises(ValueError, match="keep"):
+        EarlyStopper(model, dict, 1, 1, keep="first")

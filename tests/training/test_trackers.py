@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from utils import as_default_graph
 from mmkgc_pyg.cli import train
 from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 from mmkgc_pyg.training.trackers import (HistoryTracker, Tracker, flatten, flatten_params,
@@ -18,8 +19,7 @@ def small_graph():
     graph = make_synthetic_kg(SyntheticGraph(
         num_entities=100, num_relations=4, num_clusters=5, domain_size=4, num_train=500,
         num_valid=30, num_test=30))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("mmkgc_pyg.data.make_synthetic_kg", lambda: graph)
+    with as_default_graph(graph):
         yield graph
 
 
@@ -116,3 +116,18 @@ def test_a_missing_tracker_extra_is_one_line(small_graph, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
     assert 'pip install "mmkgc-pyg[mlflow]"' in err
+
+
+def test_an_mlflow_file_store_is_one_line_and_leaves_nothing(small_graph, tmp_path,
+                                                            monkeypatch, capsys):
+    """MLflow 3 refuses file stores unless asked: one line naming the way out, exit 2,
+    and the run folder it would have used is not left behind."""
+    pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--out", str(tmp_path / "run"), "--tracker", "mlflow", *SMALL])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "MLFLOW_ALLOW_FILE_STORE=true" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -181,3 +181,18 @@ def test_sparse_steps_update_only_touched_rows(modalities):
         assert bool((moved <= named).all()), name  # nothing else moved
         assert bool(moved.any()), name
     assert trainer.step.table_optimizer is not None
+
+
+def test_float16_feature_tables_learn_with_sparse_updates_and_are_refused_dense():
+    """float16 tables keep float32 Adam moments in the sparse step and learn; a dense
+    Adam would keep float16 moments, which underflow (NaN at the first step): refused."""
+    with pytest.raises(ValueError, match="feature_dtype='float16'"):
+        make_trainer(feature_dtype="float16", sparse=False)
+    trainer = make_trainer(feature_dtype="float16", sparse=True, epochs=6, lr=0.05,
+                           eval_every=6)
+    assert all(x.dtype == torch.float16 for x in trainer.model.features.values())
+    records = []
+    trainer.fit([records.append])
+    losses = [r["loss"] for r in records]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert trainer.best_mrr > 0
