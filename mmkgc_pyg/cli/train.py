@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mmkgc_pyg.train", allow_abbrev=False,  # --resume checks whole flags
         description="Train and evaluate AdaMF-MAT (multi-modal KG completion). Without "
-                    "arguments: the embedded synthetic graph, about a minute on a CPU.")
+                    "arguments: the embedded synthetic graph, about half a minute on a CPU.")
     add_run_arguments(parser)
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default runs/<dataset>)")
