@@ -11,6 +11,15 @@ from mmkgc_pyg.data import SyntheticGraph, make_synthetic_kg
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_runs.py"
 
 
+@pytest.fixture(scope="module")
+def module():
+    """The script, imported from its file."""
+    spec = importlib.util.spec_from_file_location("accuracy_runs", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def write_openke(dataset, folder: Path, with_features: bool):
     folder.mkdir()
     for name, names in (("entity2id.txt", dataset.entity_names),
@@ -25,10 +34,7 @@ def write_openke(dataset, folder: Path, with_features: bool):
         torch.save(dataset.features["textual"], folder / f"{folder.name}-textual.pth")
 
 
-def test_accuracy_runs_cover_every_configuration(tmp_path):
-    spec = importlib.util.spec_from_file_location("accuracy_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_accuracy_runs_cover_every_configuration(module, tmp_path):
     data = make_synthetic_kg(SyntheticGraph(
         num_entities=120, num_relations=4, num_train=600, num_valid=40, num_test=40))
     write_openke(data, tmp_path / "toy", with_features=True)
@@ -51,10 +57,7 @@ def test_accuracy_runs_cover_every_configuration(tmp_path):
     assert (out / "toy" / "adamf-mat-mu-0.1" / "drop0.5.json").exists()
 
 
-def test_ablation_runs_every_switch_and_reports_both_counts(tmp_path):
-    spec = importlib.util.spec_from_file_location("accuracy_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_ablation_runs_every_switch_and_reports_both_counts(module, tmp_path):
     data = make_synthetic_kg(SyntheticGraph(
         num_entities=80, num_relations=3, num_train=300, num_valid=20, num_test=20))
     write_openke(data, tmp_path / "toy", with_features=True)
