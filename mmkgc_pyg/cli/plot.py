@@ -8,8 +8,9 @@ import torch
 
 from mmkgc_pyg.checkpoint import load_checkpoint
 from mmkgc_pyg.cli.common import one_line_errors
-from mmkgc_pyg.errors import InputError
+from mmkgc_pyg.errors import InputError, NonFiniteModelError
 from mmkgc_pyg.io import atomic_write_json
+from mmkgc_pyg.nn.prediction import check_finite
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,9 +126,10 @@ def main(argv: Optional[List[str]] = None):
     new_figure()  # fail fast without matplotlib, before loading the model
     model = load_checkpoint(run / "model.pt")
     # As evaluate and predict do: NaN weights would be written as null, silently.
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise InputError(f"{run / 'model.pt'}: the model's parameters hold NaN or infinite "
-                         "values: its modality weights would be meaningless")
+    try:
+        check_finite(model, "modality weights")
+    except NonFiniteModelError as exc:
+        raise InputError(f"{run / 'model.pt'}: {exc}") from None
     groups = modality_weight_groups(model)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "training_curves.png", out / "modality_weights.png",

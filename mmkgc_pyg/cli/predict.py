@@ -34,7 +34,8 @@ from mmkgc_pyg.errors import (AmbiguousNameError, InputError, NonFiniteModelErro
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from mmkgc_pyg.nn.prediction import name_index, predict, predict_by_name, score_triples
+from mmkgc_pyg.nn.prediction import (column_rows, name_index, predict, predict_by_name,
+                                     score_triples)
 from mmkgc_pyg.run_folder import check_output_file
 
 #: Rows printed when ``--out`` holds them all.
@@ -131,10 +132,6 @@ def write_result(out: Path, result: Dict[str, Any], columns: Dict[str, list]) ->
         atomic_write_bytes(out, sink.getvalue())
 
 
-def _rows(columns: Dict[str, list]) -> List[Dict[str, Any]]:
-    return [dict(zip(columns, values)) for values in zip(*columns.values())]
-
-
 def _resolve(model, path: Path, lineno: int, names: Dict[str, str]) -> Dict[str, int]:
     """The ids of a line's ``argument -> name``; unknown names named with the line."""
     ids = {}
@@ -183,8 +180,9 @@ def _bulk_predictions(model, queries, args, known, progress) -> Dict[str, list]:
                         k=args.k, known=known, filter=args.filter, progress=progress)
         part = _with_lines(batch.columns(), [q["line"] for q in chosen])
         columns = {c: columns.get(c, []) + values for c, values in part.items()}
-    order = sorted(range(len(columns["line"])),
-                   key=lambda i: (columns["line"][i], columns["rank"][i]))
+    # Each side's rows come in file order, best first, and a line asks one side: a
+    # stable sort by line interleaves the sides.
+    order = torch.tensor(columns["line"], dtype=torch.long).argsort(stable=True).tolist()
     return {c: [values[i] for i in order] for c, values in columns.items()}
 
 
@@ -219,7 +217,7 @@ def answer_one(model, args, known, out) -> Tuple[Dict[str, Any], Dict[str, list]
 def answer_queries(model, args, queries, known, out) -> Tuple[Dict[str, Any], Dict[str, list]]:
     """The queries of ``--queries`` (from :func:`read_queries`)."""
     columns = _bulk_predictions(model, queries, args, known, not args.quiet)
-    rows = _rows(columns)
+    rows = column_rows(columns)
     print(f"{args.queries}: {len(queries)} queries, top {args.k} answers each" + _filtered(args))
     _print_rows(rows, ("line", "head", "relation", "tail", "rank", "score", "known"), out)
     return {"queries": args.queries, "k": args.k, "filter": args.filter, "rows": rows}, columns
@@ -232,7 +230,7 @@ def score_file(model, args, triples, known, out) -> Tuple[Dict[str, Any], Dict[s
     scored = score_triples(model, ids["head"], ids["relation"], ids["tail"], known=known,
                            progress=not args.quiet)
     columns = _with_lines(scored.columns(), [t["line"] for t in triples])
-    rows = _rows(columns)
+    rows = column_rows(columns)
     print(f"{args.score}: {len(triples)} triples scored")
     _print_rows(rows, ("line", "head", "relation", "tail", "score", "known"), out)
     return {"score": args.score, "rows": rows}, columns

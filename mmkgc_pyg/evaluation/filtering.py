@@ -4,7 +4,7 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor
 
-from mmkgc_pyg.data.kg import TripleIndex
+from mmkgc_pyg.data.kg import TripleIndex, sorted_contains
 from mmkgc_pyg.errors import InvalidArgumentError
 from mmkgc_pyg.score_blocks import csr_rows
 
@@ -58,3 +58,11 @@ class FilterIndex:
         rows = csr_rows(ptr, int(ptr[-1]))  # the one host synchronisation: the lists' size
         offset = torch.arange(rows.numel(), device=first.device) - ptr[rows]
         return ptr, keys[start[rows] + offset] % n
+
+    def contains(self, entity: Tensor, rel: Tensor, answer: Tensor, side: str) -> Tensor:
+        """Whether ``answer`` is a known ``side`` entity of the query built from
+        ``entity`` and ``rel`` (broadcast together): one binary search each, without
+        gathering the answer lists."""
+        n = self.num_entities
+        keys = (entity * self.num_relations + rel) * n + answer
+        return sorted_contains(self._keys[side], keys) & (answer < n)

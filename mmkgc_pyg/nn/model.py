@@ -271,27 +271,29 @@ class MMKGCModel(KGEModel):
         return self.interaction.score_all(self.head_queries(rel_type, tail_index, joint), joint)
 
     def predict_tails(self, head_index: Tensor, rel_type: Tensor, k: int = 10,
-                      exclude: Optional[Tuple[Tensor, Tensor]] = None
-                      ) -> Tuple[Tensor, Tensor]:
+                      exclude: Optional[Tuple[Tensor, Tensor]] = None,
+                      table: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible tails of each query ``(head, rel, ?)``: scores and
         entity ids, both ``[B, k]``, best first. ``exclude`` is a CSR pair
         ``(ptr, idx)`` of entities to skip per query, e.g. the known answers from
         :meth:`~mmkgc_pyg.evaluation.FilterIndex.answers`; skipped entities that still
-        fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``."""
-        joint = self._prediction_table()
+        fill the ``k`` slots (fewer candidates than ``k``) score ``-inf``. ``table``
+        passes :meth:`prediction_table`, for callers that answer many blocks of queries
+        with one fusion of the entities."""
+        joint = self.prediction_table() if table is None else table
         return self.interaction.topk(self.tail_queries(head_index, rel_type, joint), joint, k,
                                      *(exclude or (None, None)))
 
     def predict_heads(self, rel_type: Tensor, tail_index: Tensor, k: int = 10,
-                      exclude: Optional[Tuple[Tensor, Tensor]] = None
-                      ) -> Tuple[Tensor, Tensor]:
+                      exclude: Optional[Tuple[Tensor, Tensor]] = None,
+                      table: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """The ``k`` most plausible heads of each query ``(?, rel, tail)``, as in
         :meth:`predict_tails`."""
-        joint = self._prediction_table()
+        joint = self.prediction_table() if table is None else table
         return self.interaction.topk(self.head_queries(rel_type, tail_index, joint), joint, k,
                                      *(exclude or (None, None)))
 
-    def _prediction_table(self) -> Tensor:
+    def prediction_table(self) -> Tensor:
         """All joint embeddings for top-k prediction: without autograd, fused in blocks and
         laid out once as the interaction's kernels read them."""
         if torch.is_grad_enabled():

@@ -39,7 +39,7 @@ from mmkgc_pyg.errors import (AmbiguousNameError, InvalidArgumentError, NonFinit
 from mmkgc_pyg.evaluation.filtering import FilterIndex
 from mmkgc_pyg.io import atomic_save_npy, atomic_torch_save, atomic_write_json, atomic_write_text
 from mmkgc_pyg.run_folder import writable_folder
-from mmkgc_pyg.score_blocks import SCORE_BUDGET, csr_rows
+from mmkgc_pyg.score_blocks import SCORE_BUDGET
 
 #: One entity or relation, or many: a name, an id, a sequence of either, or ids ``[B]``.
 Ids = Union[str, int, Sequence[str], Sequence[int], Tensor]
@@ -170,11 +170,16 @@ def _ids(model, values: Ids, kind: str, argument: str) -> Tensor:
     return ids
 
 
-def _check_finite(model) -> None:
-    # One host synchronisation for all parameters.
+def check_finite(model, results: str = "answers") -> None:
+    """Refuses a model whose parameters hold NaN or infinity, saying which ``results``
+    would be meaningless (one host synchronisation for all parameters).
+
+    Raises:
+        NonFiniteModelError: a parameter is not finite.
+    """
     if not torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all():
         raise NonFiniteModelError("the model's parameters hold NaN or infinite values: its "
-                                  "answers would be meaningless")
+                                  f"{results} would be meaningless")
 
 
 def _filter_index(model, known: Known) -> Optional[FilterIndex]:
@@ -182,18 +187,6 @@ def _filter_index(model, known: Known) -> Optional[FilterIndex]:
         return None
     index = known if isinstance(known, FilterIndex) else FilterIndex(known, model.num_relations)
     return index.to(model.device)
-
-
-def _in_lists(ptr: Tensor, idx: Tensor, ids: Tensor, num_entities: int) -> Tensor:
-    """Whether ``ids[b, j]`` is among the CSR lists' entries of row ``b``: ``[B, C]`` bool.
-    :meth:`FilterIndex.answers` gives each row's entries ascending, so ``row * N + id``
-    keys are sorted and one binary search answers all."""
-    if not idx.numel():
-        return torch.zeros_like(ids, dtype=torch.bool)
-    keys = csr_rows(ptr, idx.numel()) * num_entities + idx
-    wanted = torch.arange(ids.size(0), device=ids.device)[:, None] * num_entities + ids
-    found = torch.searchsorted(keys, wanted).clamp_(max=keys.numel() - 1)
-    return keys[found] == wanted
 
 
 def _triple_columns(model, head: Tensor, relation: Tensor, tail: Tensor) -> Dict[str, list]:
@@ -208,7 +201,8 @@ def _triple_columns(model, head: Tensor, relation: Tensor, tail: Tensor) -> Dict
     return columns
 
 
-def _rows(columns: Dict[str, list]) -> List[Dict[str, Any]]:
+def column_rows(columns: Dict[str, list]) -> List[Dict[str, Any]]:
+    """A table given as columns (name -> list), as one dict per row."""
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
@@ -278,7 +272,7 @@ class PredictionBatch:
 
     def rows(self) -> List[Dict[str, Any]]:
         """:meth:`columns` as one dict per answer."""
-        return _rows(self.columns())
+        return column_rows(self.columns())
 
 
 @dataclass(eq=False)
@@ -310,7 +304,7 @@ class ScoredTriples:
 
     def rows(self) -> List[Dict[str, Any]]:
         """:meth:`columns` as one dict per triple."""
-        return _rows(self.columns())
+        return column_rows(self.columns())
 
 
 def _broadcast(*values: Tensor) -> List[Tensor]:
@@ -374,25 +368,23 @@ def predict(model, *, relation: Ids, head: Optional[Ids] = None, tail: Optional[
     side, argument, given = ("tail", "head", head) if head is not None else ("head", "tail", tail)
     entity, rel = _broadcast(_ids(model, given, "entity", argument),
                              _ids(model, relation, "relation", "relation"))
-    _check_finite(model)
+    check_finite(model)
     k = min(k, model.num_nodes)
     index = _filter_index(model, known)
     step = _block_size(batch_size, model.interaction.entity_channels + k)
     device = model.device
+    table = model.prediction_table()  # every entity fused once, for all blocks
     parts = []
     for start in tqdm(range(0, len(entity), step), disable=not progress, desc="predicting",
                       unit="block"):
         ent, r = entity[start:start + step].to(device), rel[start:start + step].to(device)
-        ptr = idx = exclude = None
-        if index is not None:
-            ptr, idx = index.answers(ent, r, side)
-            exclude = (ptr, idx) if filter else None
+        exclude = index.answers(ent, r, side) if filter else None
         if side == "tail":
-            scores, ids = model.predict_tails(ent, r, k, exclude)
+            scores, ids = model.predict_tails(ent, r, k, exclude, table)
         else:
-            scores, ids = model.predict_heads(r, ent, k, exclude)
+            scores, ids = model.predict_heads(r, ent, k, exclude, table)
         known_mask = (torch.zeros_like(ids, dtype=torch.bool) if index is None else
-                      _in_lists(ptr, idx, ids, max(model.num_nodes, index.num_entities)))
+                      index.contains(ent[:, None], r[:, None], ids, side))
         # Answers leave the device block by block: only the queries' tables grow with B.
         parts.append((scores.float().cpu(), ids.cpu(), known_mask.cpu()))
     if parts:
@@ -439,7 +431,7 @@ def score_triples(model, head: Ids, relation: Ids, tail: Ids, *, known: Known = 
     h, r, t = _broadcast(_ids(model, head, "entity", "head"),
                          _ids(model, relation, "relation", "relation"),
                          _ids(model, tail, "entity", "tail"))
-    _check_finite(model)
+    check_finite(model)
     index = _filter_index(model, known)
     # A call fuses each triple's two entities: the projected stack [2, 1 + M, D] and the
     # raw feature rows of both.
@@ -453,9 +445,7 @@ def score_triples(model, head: Ids, relation: Ids, tail: Ids, *, known: Known = 
         hb, rb, tb = (x[start:start + step].to(device) for x in (h, r, t))
         scores.append(model(hb, rb, tb).float().cpu())
         if index is not None:
-            ptr, idx = index.answers(hb, rb, "tail")
-            num_entities = max(model.num_nodes, index.num_entities)
-            known_mask.append(_in_lists(ptr, idx, tb[:, None], num_entities)[:, 0].cpu())
+            known_mask.append(index.contains(hb, rb, tb, "tail").cpu())
     scores = torch.cat(scores) if scores else torch.zeros(0)
     known_mask = torch.cat(known_mask) if known_mask else torch.zeros(len(h), dtype=torch.bool)
     return ScoredTriples(model, h, r, t, scores, known_mask)
@@ -517,7 +507,7 @@ def export_embeddings(model, folder, format: str = "npy", overwrite: bool = Fals
         if listed is not None and any("\n" in n or "\r" in n for n in listed):
             raise InvalidArgumentError(f"{filename}: names with line breaks cannot be written "
                                        "one per line")
-    _check_finite(model)
+    check_finite(model)
     # An export replacing another is incomplete until its manifest is written again.
     (folder / EXPORT_MANIFEST).unlink(missing_ok=True)
     tables = {"entity_embeddings": lambda: model.entity_embeddings(chunked=True),

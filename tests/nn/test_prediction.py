@@ -93,16 +93,21 @@ def test_blocks_bound_the_queries_per_call(model, monkeypatch):
     calls = []
     original = model.predict_heads
 
-    def recording(rel, tail, k, exclude=None):
+    def recording(rel, tail, k, exclude=None, table=None):
         calls.append(len(rel))
-        return original(rel, tail, k, exclude)
+        return original(rel, tail, k, exclude, table)
 
+    tables = []
+    table = model.prediction_table
     monkeypatch.setattr(model, "predict_heads", recording)
+    monkeypatch.setattr(model, "prediction_table", lambda: tables.append(1) or table())
     expected = predict(model, tail=torch.arange(40), relation=1, k=3)
     calls.clear()
+    tables.clear()
     monkeypatch.setattr(prediction, "SCORE_BUDGET", 5 * (model.interaction.entity_channels + 3))
     blocked = predict(model, tail=torch.arange(40), relation=1, k=3)
     assert calls == [5] * 8
+    assert tables == [1]  # the entities are fused once for all blocks
     assert torch.equal(blocked.ids, expected.ids)
 
 
