@@ -8,6 +8,7 @@ import importlib
 from types import ModuleType
 
 from mmkgc_pyg.errors import MissingExtraError
+from mmkgc_pyg.io import reader_failure
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -20,7 +21,5 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         if isinstance(e, ModuleNotFoundError) and e.name == module.partition(".")[0]:
             raise MissingExtraError(f"{what} needs the [{extra}] extra: {install}") from None
         # Installed but broken (e.g. one of its own dependencies is missing).
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise MissingExtraError(f"{what} needs the [{extra}] extra, whose {module} failed "
-                                f"to import ({type(e).__name__}: {reason}): "
-                                f"{install}") from None
+                                f"to import ({reader_failure(e)}): {install}") from None

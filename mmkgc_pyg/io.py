@@ -136,12 +136,13 @@ def restricted_torch_load(path, allowed_modules=TENSOR_MODULES, allowed=TENSOR_G
     pickle names a global outside ``allowed`` (``"module name"`` strings) and the modules
     ``allowed_modules``: ``weights_only`` alone also accepts whatever any imported package
     allow-listed for the whole process (PyG adds dozens of its classes). ``classes`` are
-    allow-listed for this load only. Never retries without ``weights_only``.
+    allowed too, for this load only. Never retries without ``weights_only``.
 
     Raises:
         pickle.UnpicklingError: a global outside the allow-list (or what the reader
             raises for a file that is not a :func:`torch.save` file).
     """
+    allowed = set(allowed) | {f"{c.__module__} {c.__name__}" for c in classes}
     foreign = sorted(name for name in pickle_globals(path)
                      if name.split(" ")[0] not in allowed_modules and name not in allowed)
     if foreign:
@@ -151,8 +152,12 @@ def restricted_torch_load(path, allowed_modules=TENSOR_MODULES, allowed=TENSOR_G
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for a one-line error: without terminal
+    colour codes, at most ``limit`` characters (a library's advice usually comes first)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [""])[0])[:limit]
+
+
 def reader_failure(exc: BaseException) -> str:
-    """``Type: first line of the message`` of a reader's exception, for a one-line error
-    (without terminal colour codes, at most 200 characters of message)."""
-    reason = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [""])[0])[:200]
-    return f"{type(exc).__name__}: {reason}"
+    """``Type: first line of the message`` of a reader's (or any library's) exception."""
+    return f"{type(exc).__name__}: {first_line(exc)}"

@@ -22,7 +22,7 @@ from mmkgc_pyg.data.entity_names import EntityIndex, find_link_files
 from mmkgc_pyg.data.labelled import load_dataset_folder
 from mmkgc_pyg.data.openke import read_name_file
 from mmkgc_pyg.errors import InputError
-from mmkgc_pyg.io import atomic_torch_save
+from mmkgc_pyg.io import atomic_torch_save, reader_failure
 
 OUTPUT_SUFFIXES = (".pth", ".pt")
 SHOWN = 5  # names listed of the keys that matched nothing, or of unreadable images
@@ -119,10 +119,8 @@ def _load_model(load, args):
     except InputError:  # a missing extra; an uncached hub name without the hub
         raise
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean a bad --model
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise InputError(f"--model {args.model}: expected a local model folder or a hub "
-                         f"name that can be loaded, got {type(e).__name__}: "
-                         f"{reason}") from None
+                         f"name that can be loaded, got {reader_failure(e)}") from None
 
 
 def build_text(args) -> str:

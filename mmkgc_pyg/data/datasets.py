@@ -36,19 +36,16 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Type
 
-import torch
 from torch_geometric.data import Data, InMemoryDataset, download_url
 
 from mmkgc_pyg.data.features import discover_feature_files
 from mmkgc_pyg.data.kg import KGDataset, canonical_split
 from mmkgc_pyg.data.openke import CATEGORY_FILES, NAME_FILES, TRIPLE_FILES, load_openke
 from mmkgc_pyg.errors import InputError
-from mmkgc_pyg.io import TENSOR_GLOBALS, reader_failure, restricted_torch_load
+from mmkgc_pyg.io import atomic_torch_save, reader_failure, restricted_torch_load
 
 BASE_URL = "https://raw.githubusercontent.com/zjukg/AdaMF-MAT/main/benchmarks"
 REFERENCE = "benchmarks/{name}/ of github.com/zjukg/AdaMF-MAT"
-#: What a processed file may name besides tensors: the class of the stored graph.
-PROCESSED_GLOBALS = TENSOR_GLOBALS | {"torch_geometric.data.data Data"}
 logger = logging.getLogger(__name__)
 
 
@@ -172,7 +169,7 @@ class _OpenKEBenchmark(InMemoryDataset):
         Path(self.processed_dir).mkdir(parents=True, exist_ok=True)
         logger.info("processing %s into %s", self.raw_dir, self.processed_dir)
         self.process()
-        torch.save(_describe(self.pre_transform), record)
+        atomic_torch_save(_describe(self.pre_transform), record)
 
     def load(self, path: str, data_cls: Type[Data] = Data) -> None:
         """Reads the graph that :meth:`process` saved (refusing any other file)."""
@@ -184,7 +181,7 @@ class _OpenKEBenchmark(InMemoryDataset):
 
     def _read_processed(self, path: Path) -> Any:
         try:
-            return restricted_torch_load(path, allowed=PROCESSED_GLOBALS, classes=[Data])
+            return restricted_torch_load(path, classes=[Data])
         except Exception as exc:  # noqa: BLE001 - every reader failure is the file's fault
             raise self._foreign(path, reader_failure(exc)) from None
 

@@ -50,10 +50,9 @@ def _numpy_safe_globals() -> list:
     return [np.ndarray, np.dtype, multiarray.multiarray._reconstruct, *dtypes]
 
 
-#: What a saved numpy array's pickle names: the classes above, ``_reconstruct`` under
-#: the name numpy < 2 wrote, and the encoder of its bytes.
-NUMPY_GLOBALS = frozenset({f"{g.__module__} {g.__name__}" for g in _numpy_safe_globals()}
-                          | {"numpy.core.multiarray _reconstruct", "_codecs encode"})
+#: What a saved numpy array's pickle names besides the classes above: ``_reconstruct``
+#: under the name numpy < 2 wrote, and the encoder of its bytes.
+NUMPY_ALIASES = frozenset({"numpy.core.multiarray _reconstruct", "_codecs encode"})
 
 
 def load_tensor_file(path) -> Tensor:
@@ -69,7 +68,7 @@ def load_tensor_file(path) -> Tensor:
         if path.suffix == ".npy":
             obj = np.load(path, allow_pickle=False)
         else:
-            obj = restricted_torch_load(path, allowed=TENSOR_GLOBALS | NUMPY_GLOBALS,
+            obj = restricted_torch_load(path, allowed=TENSOR_GLOBALS | NUMPY_ALIASES,
                                         classes=_numpy_safe_globals())
     except Exception as e:  # noqa: BLE001 - every reader failure is the file's fault
         raise InputError(f"{path}: expected a tensor readable by "

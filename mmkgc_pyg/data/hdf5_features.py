@@ -33,6 +33,7 @@ from torch import Tensor
 from mmkgc_pyg.data.entity_names import EntityIndex, match_keys
 from mmkgc_pyg.data.feature_rows import describe_unusable, missing_rows, usable_values
 from mmkgc_pyg.errors import InputError
+from mmkgc_pyg.io import reader_failure
 from mmkgc_pyg.extras import require
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -97,9 +98,8 @@ def read_hdf5_features(path, entities: EntityIndex) -> HDF5Features:
     try:
         file = h5py.File(path, "r")
     except OSError as e:
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise InputError(f"{path}: expected an HDF5 file readable by h5py, got "
-                         f"{type(e).__name__}: {reason}") from None
+                         f"{reader_failure(e)}") from None
     with file:
         datasets: List[Tuple[str, object]] = []
         file.visititems(lambda name, obj: datasets.append((name, obj))

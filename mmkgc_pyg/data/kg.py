@@ -258,11 +258,10 @@ def data_findings(dataset: "KGDataset") -> List[str]:
         if len(set(names)) == len(names):  # the usual case, 3x faster than counting
             continue
         repeated = {n: c for n, c in Counter(names).items() if c > 1}
-        if repeated:
-            example = next(iter(repeated))
-            findings.append(f"{len(repeated)} {kind} names occur more than once (e.g. "
-                            f"{example!r}, {repeated[example]} times): those {plural} cannot "
-                            f"be told apart by name")
+        example = next(iter(repeated))
+        findings.append(f"{len(repeated)} {kind} names occur more than once (e.g. "
+                        f"{example!r}, {repeated[example]} times): those {plural} cannot "
+                        f"be told apart by name")
     key = {split: triple_keys(getattr(dataset, split), dataset.num_entities,
                               dataset.num_relations) for split in SPLITS}
     # One sort per split answers both questions: repeats are the keys less the distinct

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mmkgc_pyg.data.kg import triple_keys
+from mmkgc_pyg.data.kg import sorted_contains, triple_keys
 from mmkgc_pyg.distributed import process_group
 from mmkgc_pyg.errors import InvalidArgumentError, NonFiniteModelError
 from mmkgc_pyg.evaluation.filtering import FilterIndex
@@ -218,11 +218,10 @@ def evaluate_link_prediction(model: RankingModel,
 def _positions(keys: Tensor, wanted: Tensor) -> Tensor:
     """Where each of ``wanted`` is among the distinct ``keys``."""
     sorted_keys, order = torch.sort(keys)
-    found = torch.searchsorted(sorted_keys, wanted).clamp(max=keys.numel() - 1)
-    if not bool((sorted_keys[found] == wanted).all()):
+    if not bool(sorted_contains(sorted_keys, wanted).all()):
         raise InvalidArgumentError("evaluate_link_prediction: reference_lines: expected "
                                    "triples among the queries' triples")
-    return order[found]
+    return order[torch.searchsorted(sorted_keys, wanted)]
 
 
 def missing_modality_mask(model: RankingModel, rate: float, seed: int) -> Optional[Tensor]:

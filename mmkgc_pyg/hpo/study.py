@@ -31,7 +31,7 @@ from filelock import FileLock
 from mmkgc_pyg.errors import InputError
 from mmkgc_pyg.extras import require
 from mmkgc_pyg.hpo.space import SearchSpace
-from mmkgc_pyg.io import atomic_write_bytes
+from mmkgc_pyg.io import atomic_write_bytes, reader_failure
 from mmkgc_pyg.training.config import TrainConfig
 from mmkgc_pyg.training.trackers import MLflowTracker, TensorBoardTracker, Tracker, WandbTracker
 
@@ -132,9 +132,8 @@ def _open_study(where, base: Dict[str, Any], space: SearchSpace,
     except KeyError:  # no such study yet
         earlier = 0
     except Exception as exc:  # noqa: BLE001 - drivers, servers and schemas fail variously
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise InputError(f"{shown_url(url)}: expected an Optuna study storage that opens, "
-                         f"got {type(exc).__name__}: {reason}") from None
+                         f"got {reader_failure(exc)}") from None
     study = optuna.create_study(
         storage=storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=sampler_seed + earlier,

@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from mmkgc_pyg.errors import InputError, InvalidArgumentError
 from mmkgc_pyg.extras import require
-from mmkgc_pyg.io import atomic_write_text
+from mmkgc_pyg.io import atomic_write_text, first_line
 
 
 #: Numbers of a record that are sizes, not metrics (how many ranks a figure averages).
@@ -159,7 +159,7 @@ class MLflowTracker(Tracker):
                                  "MLFLOW_ALLOW_FILE_STORE=true, or use a database store "
                                  "(MLFLOW_TRACKING_URI=sqlite:///mlflow.db)") from None
             raise InputError(f"MLflow tracker: cannot open the store {store} "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc, 300)})") from None
         self.run_name = run_name
         self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", "mmkgc-pyg")
         self.run_id: Optional[str] = None
@@ -174,7 +174,7 @@ class MLflowTracker(Tracker):
                                                      run_name=self.run_name).info.run_id
             except Exception as exc:  # noqa: BLE001 - store errors vary by backend
                 raise InputError(f"MLflow tracker: cannot start a run in "
-                                 f"{self.client.tracking_uri} ({_first_line(exc)})") from None
+                                 f"{self.client.tracking_uri} ({first_line(exc, 300)})") from None
         return self.run_id
 
     def _log_metrics(self, values: Dict[str, float], step: int) -> None:
@@ -238,7 +238,7 @@ class WandbTracker(Tracker):
                                             save_code=False, x_disable_stats=True))
             except Exception as exc:  # noqa: BLE001 - login, network and setup errors
                 raise InputError(f"W&B tracker: cannot start a run "
-                                 f"({type(exc).__name__}: {_first_line(exc)}); log in with "
+                                 f"({type(exc).__name__}: {first_line(exc, 300)}); log in with "
                                  "`wandb login`, or set WANDB_MODE=offline") from None
         return self.run
 
@@ -261,12 +261,6 @@ class WandbTracker(Tracker):
     def end_run(self, success: bool = True) -> None:
         if self.run is not None:
             self.run.finish(exit_code=0 if success else 1)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error from a tracker's library, for a one-line message: its
-    advice (e.g. MLflow's on file stores) usually comes first."""
-    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def make_trackers(names: Iterable[str], out_dir: Optional[Path]):
