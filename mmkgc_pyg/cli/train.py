@@ -141,8 +141,7 @@ def resumed_run(args: argparse.Namespace):
     try:
         return (*load_run(Path(args.resume), flags), flags)
     except ConfigError as exc:
-        raise InputError(f"{config_flag(exc.name)} {flags.get(exc.name, exc.value)}: "
-                         f"expected {exc.expected}") from None
+        raise worded(exc, flags, None) from None
 
 
 @one_line_errors

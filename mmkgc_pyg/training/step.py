@@ -179,10 +179,10 @@ class TrainingStep:
         # Every rank gathers the rows of all ranks' entities (the same rows everywhere),
         # so that the rows' gradients line up for the all-reduce.
         ids = torch.cat([head, tail, candidates.reshape(-1)])
-        sizes = [torch.zeros((), dtype=torch.long, device=ids.device)
-                 for _ in range(self.world_size)]
-        dist.all_gather(sizes, torch.tensor(ids.numel(), device=ids.device))
-        longest = max(int(s) for s in sizes)
+        # No rank's share of a global batch exceeds ceil(batch / world): padding every
+        # rank to that size needs no exchange of sizes and no host synchronisation.
+        share = -(-self.config.batch_size // self.world_size)
+        longest = share * (3 + self.config.negatives)
         padded = torch.cat([ids, ids[:1].expand(longest - ids.numel())])
         gathered = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(gathered, padded)

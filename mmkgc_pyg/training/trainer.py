@@ -152,17 +152,19 @@ class Trainer:
         self.epoch += 1
         sums = torch.stack([state["loss_sum"], state["generator_loss_sum"]])
         first_bad_step = state["first_bad_step"]
-        if self.world_size > 1:  # one synchronisation per epoch: average the logs
+        if self.world_size > 1:  # average the logs across ranks
             sums /= self.world_size
             dist.all_reduce(sums)
             dist.all_reduce(first_bad_step, op=dist.ReduceOp.MAX)
-        if first_bad_step.item() >= 0:
+        # The one host synchronisation of an epoch: its losses and first bad step.
+        loss_sum, generator_loss_sum, first_bad = torch.cat(
+            [sums.double(), first_bad_step.double().view(1)]).tolist()
+        if first_bad >= 0:
             raise TrainingDiverged(
-                f"non-finite loss at epoch {self.epoch}, step {first_bad_step.item() + 1} "
+                f"non-finite loss at epoch {self.epoch}, step {int(first_bad) + 1} "
                 f"of {len(batches)}; last good checkpoint left unchanged "
                 "(try a lower lr or lr_g)")
         seconds = state["seconds"] + time.perf_counter() - start
-        loss_sum, generator_loss_sum = sums.tolist()
         return {"epoch": self.epoch, "loss": loss_sum / len(batches),
                 "generator_loss": (generator_loss_sum / len(batches)
                                    if self.step.trains_generators else None),

@@ -81,8 +81,9 @@ class RotatEInteraction(Interaction):
     def ranking_table(self, entities: Tensor) -> Tensor:
         """``entities`` laid out once as the ranking kernel reads them, for the
         :meth:`rank_counts` calls of a ranking: an equal ``[N, 2k]`` view
-        (:func:`~mmkgc_pyg.kernels.rotate.rotate_entity_columns`)."""
-        return rotate_entity_columns(entities)
+        (:func:`~mmkgc_pyg.kernels.rotate.rotate_entity_columns`); unchanged where no
+        kernel reads them (the PyTorch path reads rows)."""
+        return rotate_entity_columns(entities) if use_triton(entities) else entities
 
     def rank_counts(self, query: Tensor, entities: Tensor, target: Tensor, filter_ptr: Tensor,
                     filter_idx: Tensor) -> Tuple[Tensor, Tensor]:
