@@ -13,13 +13,16 @@ Run: ``pytest benchmarks/test_bench_memory.py --benchmark-only``.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 MEASURE = r"""
-import json, resource, sys
+import json, sys
 import torch
 torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[4])  # the benchmarks folder, for workloads
+from workloads import peak_resident_bytes, reset_peak_resident
 from mmkgc_pyg.data import make_synthetic_kg
 from mmkgc_pyg.training import TrainConfig, Trainer, build_model
 from mmkgc_pyg.training.setup import memory_plan
@@ -28,19 +31,19 @@ data = make_synthetic_kg()
 config = TrainConfig(dim=dim, margin=6.0, negatives=negatives, batch_size=batch, lr=1e-3,
                      mu=0.1)
 plan = memory_plan(data, config, torch.device("cpu"))
-base = int(open("/proc/self/statm").read().split()[1]) * 4096
+base = reset_peak_resident()  # the peak from here on, over the memory here
 trainer = Trainer(build_model(data, config), data, config, progress=False)
 for start in (0, batch):
     trainer.step(trainer.train_triples[start:start + batch])
 trainer.evaluate("valid", progress=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_resident_bytes()
 print(json.dumps({"measured": peak - base, "estimated": plan.needed}))
 """
 
 
 def measure(dim: int, negatives: int, batch: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(dim), str(negatives), str(batch)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(dim), str(negatives), str(batch),
+                          str(Path(__file__).parent)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
