@@ -116,17 +116,16 @@ def worded(exc: ConfigError, flags: Dict[str, Any], file: Optional[str]) -> Inpu
     return InputError(f"{file}: {exc}")
 
 
-def new_run(args: argparse.Namespace) -> Tuple[RunSpec, KGDataset, Dict, Optional[str]]:
+def new_run(args: argparse.Namespace) -> Tuple[RunSpec, KGDataset, Dict, Dict]:
     """The spec and dataset of a new run from ``--config`` and the flags (which override
-    the file), the flags given and the file."""
+    the file), the flags given and the file's settings."""
     flags = flag_settings(args)
-    settings = read_run_file(args.config)[0] if args.config else {}
-    settings.update(flags)
+    from_file = read_run_file(args.config)[0] if args.config else {}
     try:
-        spec, dataset = RunSpec.from_settings(settings)
+        spec, dataset = RunSpec.from_settings({**from_file, **flags})
     except ConfigError as exc:
         raise worded(exc, flags, args.config) from None
-    return spec, dataset, flags, args.config
+    return spec, dataset, flags, from_file
 
 
 def resumed_run(args: argparse.Namespace):
@@ -154,7 +153,8 @@ def main(argv: Optional[List[str]] = None):
         spec, identity, dataset, flags = resumed_run(args)
         out, file, run_id, argv = resume, None, identity["id"], identity.get("argv", argv)
     else:
-        spec, dataset, flags, file = new_run(args)
+        spec, dataset, flags, _ = new_run(args)
+        file = args.config
         out, run_id = Path(args.out or Path("runs") / dataset.name), None
     try:
         result = run(spec, dataset, out, overwrite=args.overwrite, resume_id=run_id,

@@ -23,8 +23,8 @@ from mmkgc_pyg.extras import require
 from mmkgc_pyg.run_folder import writable_folder
 from mmkgc_pyg.training.config import TrainConfig
 from mmkgc_pyg.training.config_file import read_mapping, write_settings
-from mmkgc_pyg.training.setup import RunSpec, build_model, check_run
-from mmkgc_pyg.training.trainer import Trainer
+from mmkgc_pyg.training.runner import deterministic, new_trainer
+from mmkgc_pyg.training.setup import RunSpec, check_run
 
 
 def positive_seconds(value: str) -> float:
@@ -79,15 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_space(args, dataset, spec: RunSpec, fixed):
-    """The search space (defaults, then ``--search-space``) without the ``fixed`` settings
-    (given as flags or in ``--config``), each bound checked on this dataset."""
+def load_space(args, overrides, dataset, spec: RunSpec, fixed):
+    """The search space (defaults, then ``overrides``, the ``--search-space`` file's)
+    without the ``fixed`` settings (given as flags or in ``--config``), each bound
+    checked on this dataset."""
     from mmkgc_pyg.hpo import SearchSpace
 
     source = args.search_space or "the default search space"
     try:
-        space = SearchSpace.with_overrides(read_mapping(args.search_space, "--search-space")
-                                           if args.search_space else None)
+        space = SearchSpace.with_overrides(overrides)
     except ConfigError as exc:
         raise InputError(f"{source}: {exc}") from None
     space = space.without(fixed)
@@ -116,10 +116,9 @@ def objective(dataset, base: TrainConfig, settings: Dict, space, device: torch.d
         values = space.suggest(trial)
         config = dataclasses.replace(base, **values)
         trial.set_user_attr("settings", {**settings, **values})
-        torch.manual_seed(config.seed)
-        model = build_model(dataset, config, device)
-        # No run folder: no checkpoints; the trackers log the trial as a run.
-        trainer = Trainer(model, dataset, config, progress=False)
+        # Built as train builds it, so that best.yaml trains the same run again. No run
+        # folder: no checkpoints; the trackers log the trial as a run.
+        trainer = new_trainer(dataset, config, device, progress=False)
         trackers = trial_trackers(config.trackers, folder, trial.number)
         success = False
         try:
@@ -190,18 +189,16 @@ def main(argv: Optional[List[str]] = None):
     optuna = require("optuna", "tune", "python -m mmkgc_pyg.tune")
     from mmkgc_pyg.hpo import finished_trials, open_study, shown_url
 
-    spec, dataset, flags, file = new_run(args)
+    spec, dataset, flags, from_file = new_run(args)
     # A flag fixes its setting; so does a --config entry, unless --search-space lists the
     # setting: then the entry is the base trial's value of a searched setting.
-    listed = set(read_mapping(args.search_space, "--search-space")) if args.search_space \
-        else set()
-    fixed = {*flags, *(set(read_mapping(file)) - listed if file else ())}
-    space = load_space(args, dataset, spec, fixed)
+    overrides = (read_mapping(args.search_space, "--search-space") if args.search_space
+                 else None)
+    fixed = {*flags, *(set(from_file) - set(overrides or ()))}
+    space = load_space(args, overrides, dataset, spec, fixed)
     settings = dataclasses.replace(spec, dataset=spec.dataset.absolute()).to_dict()
     base = spec.config
     device = resolve_device(spec.device)
-    if device.type == "cpu":  # as in train: the seed fixes the run, so best.yaml repeats it
-        torch.use_deterministic_algorithms(True, warn_only=True)
     folder = Path(args.study)
     writable_folder(folder, "--study")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial is ours
@@ -218,12 +215,13 @@ def main(argv: Optional[List[str]] = None):
     try:
         if done < args.trials:
             states = optuna.trial.TrialState
-            study.optimize(objective(dataset, base, settings, space, device, folder, where),
-                           n_trials=args.trials - done, timeout=args.timeout,
-                           catch=(TrainingDiverged,),
-                           callbacks=[optuna.study.MaxTrialsCallback(
-                               args.trials, states=(states.COMPLETE, states.PRUNED)),
-                               reporter(bar)])
+            with deterministic(device):  # as in train: best.yaml repeats its trial
+                study.optimize(
+                    objective(dataset, base, settings, space, device, folder, where),
+                    n_trials=args.trials - done, timeout=args.timeout,
+                    catch=(TrainingDiverged,),
+                    callbacks=[optuna.study.MaxTrialsCallback(
+                        args.trials, states=(states.COMPLETE, states.PRUNED)), reporter(bar)])
     finally:
         bar.close()
         best = write_outputs(study, folder, where)

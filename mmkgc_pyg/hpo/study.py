@@ -33,7 +33,7 @@ from mmkgc_pyg.extras import require
 from mmkgc_pyg.hpo.space import SearchSpace
 from mmkgc_pyg.io import atomic_write_bytes, reader_failure
 from mmkgc_pyg.training.config import TrainConfig
-from mmkgc_pyg.training.trackers import MLflowTracker, TensorBoardTracker, Tracker, WandbTracker
+from mmkgc_pyg.training.trackers import Tracker, make_trackers
 
 STUDY_NAME = "mmkgc"
 #: Settings that may differ between the processes of one search (where and how fast a
@@ -200,12 +200,9 @@ def trial_trackers(names, folder: Path, number: int) -> List[Tracker]:
     which has no run folder per trial: an MLflow and a W&B run named
     ``<folder's name>-trial-<number>`` (W&B's files in ``folder/wandb``), TensorBoard
     scalars in ``folder/tensorboard/trial-<number>``."""
-    run = f"{Path(folder).resolve().name}-trial-{number}"
-    make = {"mlflow": lambda: MLflowTracker(run),
-            "wandb": lambda: WandbTracker(run, Path(folder)),
-            "tensorboard": lambda: TensorBoardTracker(Path(folder) / "tensorboard"
-                                                      / f"trial-{number}")}
-    return [make[name]() for name in names]
+    return make_trackers(names, folder, run_name=f"{Path(folder).resolve().name}-trial-{number}",
+                         tensorboard_dir=Path(folder) / "tensorboard" / f"trial-{number}",
+                         history=False)
 
 
 def pruning_callback(trial) -> Callable[[Dict], None]:

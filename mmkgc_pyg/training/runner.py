@@ -167,16 +167,13 @@ def run(spec: RunSpec, dataset: KGDataset, out: Optional[Path] = None, *,
     if owner:
         created = not out.exists()
         writable_folder(out, "out")
-    with _deterministic(device), (locked(out) if owner else contextlib.nullcontext()):
+    with deterministic(device), (locked(out) if owner else contextlib.nullcontext()):
         try:
             if owner and resume_id is None:
                 clear_for_new_run(out, overwrite, "out")
             # Trackers first: one that cannot start leaves nothing of the run behind.
             trackers = make_trackers(spec.config.trackers, out if owner else None)
-            check_fits(dataset, spec.config, device)
-            torch.manual_seed(spec.config.seed)
-            model = build_model(dataset, spec.config, device)
-            trainer = Trainer(model, dataset, spec.config, progress)
+            trainer = new_trainer(dataset, spec.config, device, progress)
             run_id = resume_id or uuid.uuid4().hex
             if resume_id is not None and out is not None:
                 run_state.resume(trainer, out / "checkpoint.pt", run_id)
@@ -188,6 +185,19 @@ def run(spec: RunSpec, dataset: KGDataset, out: Optional[Path] = None, *,
             raise
         return _train_and_evaluate(spec, dataset, trainer, trackers, out, run_id,
                                    resume_id is not None, handle_signals, argv)
+
+
+def new_trainer(dataset: KGDataset, config: TrainConfig, device: torch.device,
+                progress: bool = True) -> Trainer:
+    """The trainer of a new run, as every entry point builds it: the run checked against
+    the device's memory, the model seeded by ``config.seed`` and built on ``device``.
+
+    Raises:
+        InputError: the run does not fit the device's memory.
+    """
+    check_fits(dataset, config, device)
+    torch.manual_seed(config.seed)
+    return Trainer(build_model(dataset, config, device), dataset, config, progress)
 
 
 def _train_and_evaluate(spec, dataset, trainer, trackers, out, run_id, resumed,
@@ -366,7 +376,7 @@ def stop_on_signals(trainer: Trainer):
 
 
 @contextlib.contextmanager
-def _deterministic(device: torch.device):
+def deterministic(device: torch.device):
     """Deterministic kernels on the CPU while a run trains (multi-threaded kernels may
     sum in varying order; the seed should fix the run), restored after."""
     if device.type != "cpu":

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from mmkgc_pyg.errors import InputError, InvalidArgumentError
 from mmkgc_pyg.extras import require
@@ -263,20 +263,25 @@ class WandbTracker(Tracker):
             self.run.finish(exit_code=0 if success else 1)
 
 
-def make_trackers(names: Iterable[str], out_dir: Optional[Path]):
-    """The history file and the named trackers (``tensorboard``, ``mlflow``, ``wandb``)
-    of a run writing to ``out_dir`` (whose name names the run)."""
+def make_trackers(names: Iterable[str], out_dir: Optional[Path], *,
+                  run_name: Optional[str] = None, tensorboard_dir: Optional[Path] = None,
+                  history: bool = True):
+    """The history file (with ``history``) and the named trackers (``tensorboard``,
+    ``mlflow``, ``wandb``) of a run writing to ``out_dir``: MLflow and W&B runs named
+    ``run_name`` (default: the folder's name), TensorBoard scalars in ``tensorboard_dir``
+    (default: ``out_dir/tensorboard``)."""
     if out_dir is None:
         return []
     out_dir = Path(out_dir)
-    trackers = [HistoryTracker(out_dir / "history.jsonl")]
+    run_name = run_name or out_dir.resolve().name
+    trackers: List[Tracker] = [HistoryTracker(out_dir / "history.jsonl")] if history else []
     for name in names:
         if name == "tensorboard":
-            trackers.append(TensorBoardTracker(out_dir / "tensorboard"))
+            trackers.append(TensorBoardTracker(tensorboard_dir or out_dir / "tensorboard"))
         elif name == "mlflow":
-            trackers.append(MLflowTracker(out_dir.resolve().name))
+            trackers.append(MLflowTracker(run_name))
         elif name == "wandb":
-            trackers.append(WandbTracker(out_dir.resolve().name, out_dir))
+            trackers.append(WandbTracker(run_name, out_dir))
         else:
             raise InvalidArgumentError(f"tracker {name!r}: expected tensorboard, mlflow or wandb")
     return trackers

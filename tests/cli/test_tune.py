@@ -148,12 +148,12 @@ def test_search_space_entries_and_flags(kg, tmp_path, capsys):
     args = tune.build_parser().parse_args(["--dataset", str(kg / "synthetic"), "--study",
                                            "x", "--negatives", "4", "--dim", "8"])
     spec, dataset, flags, _ = train.new_run(args)
-    searched = tune.load_space(args, dataset, spec, set(flags))  # flags fix negatives, dim
+    searched = tune.load_space(args, None, dataset, spec, set(flags))  # flags fix negatives, dim
     assert "negatives" not in searched.parameters and "dim" not in searched.parameters
     with pytest.raises(InputError, match="the default search space: negatives: 128 does "
                                              "not fit this run .* or --negatives V"):
         # the default choices go up to 256 negatives: too many here
-        tune.load_space(args, dataset, spec, set(flags) - {"negatives"})
+        tune.load_space(args, None, dataset, spec, set(flags) - {"negatives"})
 
 
 def test_tune_without_its_extra_is_one_line(kg, tmp_path, monkeypatch, capsys):
